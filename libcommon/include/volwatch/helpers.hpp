@@ -1,0 +1,72 @@
+// Helper partitions (DESIGN §5): targets named by the host config that must
+// hold copies of a volume's helper files.
+//
+// On a helper target T (layout shared with vrebuild's crash-consistent sync):
+//   T/volwatch/current              "generation=N\nslot=a|b|c\n", switched last by rename
+//   T/volwatch/slot-<s>/<relpath>   the copied files of that generation
+//   T/volwatch/slot-<s>/MANIFEST.json
+//       {"version":1,"volume":ID,"generation":N,"files":{REL:{"size":S,"hash":H}}}
+// On the volume, one bootstamp per target, written after the switch:
+//   <root>/var/lib/volwatch/bootstamps/<16 hex of the target path>.json
+//       {"version":1,"target":T,"generation":N,
+//        "files":{REL:{"size":S,"mtime_ns":M,"ctime_ns":C,"hash":H}}}
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "volwatch/config.hpp"
+#include "volwatch/staleness.hpp"
+#include "volwatch/volume.hpp"
+
+namespace volwatch {
+
+inline constexpr const char* bootstamp_reldir = "var/lib/volwatch/bootstamps";
+
+struct StampedFile {
+    std::uint64_t size = 0;
+    FileTime mtime = 0;
+    FileTime ctime = 0;
+    std::string hash;
+};
+
+struct Bootstamp {
+    std::string target;
+    std::uint64_t generation = 0;
+    std::map<std::string, StampedFile> files;
+};
+
+struct HelperManifest {
+    std::string volume;
+    std::uint64_t generation = 0;
+    std::map<std::string, StampedFile> files;  // only size and hash are meaningful
+};
+
+/// The bootstamp's path relative to the volume root for helper `target`.
+[[nodiscard]] std::string bootstamp_relpath(const std::filesystem::path& target);
+[[nodiscard]] std::string format_bootstamp(const Bootstamp& stamp);
+[[nodiscard]] std::optional<Bootstamp> parse_bootstamp(std::string_view text);
+[[nodiscard]] std::string format_manifest(const HelperManifest& manifest);
+[[nodiscard]] std::optional<HelperManifest> parse_manifest(std::string_view text);
+
+/// The helper targets the host config assigns to `volume` (matched by
+/// "UUID=..." or by a path that resolves inside the volume's root).
+[[nodiscard]] std::vector<std::filesystem::path> helper_targets_for(const Volume& volume, const HostConfig& host);
+
+struct HelperVerdict {
+    std::filesystem::path target;
+    CacheState state = CacheState::clean;
+    std::string reason;
+    std::uint64_t generation = 0;
+};
+
+/// Checks helper `target` of the volume at `root_fd` against its bootstamp
+/// and its own manifest. `verify_content` also hashes the copies on the helper.
+[[nodiscard]] HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const std::filesystem::path& target,
+                                         bool verify_content);
+
+}  // namespace volwatch

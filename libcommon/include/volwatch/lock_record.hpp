@@ -1,0 +1,76 @@
+// The lock record (DESIGN §4): the small text file volumes/<id>.lock (or
+// reboot.lock) in the lock directory. It names the owners, the command, the
+// purpose and the time taken, the FIFO of waiters, and the volume's error
+// accounting. Records are read and rewritten in place under flock(2).
+//
+// Format, one "key=value" per line, unknown keys ignored (newer writers):
+//   volwatch-lock=1
+//   volume=/srv/images/rootfs          root as the locker named it
+//   owner=4242:123456:<boot-id>        pid:start-ticks:boot-id, repeatable
+//   command=update-initramfs -u
+//   purpose=vrebuild
+//   since=1764042184.250               unix seconds
+//   waiter=7:4250:123470:<boot-id>     ticket:pid:start-ticks:boot-id, FIFO order
+//   next_ticket=8
+//   failures=0   attempts=0   last_status=0   last_success=1764040000   gave_up=0
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "volwatch/error.hpp"
+#include "volwatch/process.hpp"
+
+namespace volwatch {
+
+struct LockWaiter {
+    std::uint64_t ticket = 0;
+    ProcessIdentity who;
+};
+
+struct LockRecord {
+    std::string volume;
+    std::vector<ProcessIdentity> owners;  // empty: not locked
+    std::string command;
+    std::string purpose;
+    double since = 0;                     // unix time the lock was taken
+    std::vector<LockWaiter> waiters;      // in arrival order
+    std::uint64_t next_ticket = 1;
+    int failures = 0;                     // consecutive failed updates
+    int attempts = 0;                     // automatic launches since the last success
+    int last_status = 0;
+    double last_success = 0;              // unix time, 0 = never
+    bool gave_up = false;
+
+    /// True when an owner is listed and at least one of them is alive.
+    [[nodiscard]] bool held() const;
+    /// The first live owner, if any.
+    [[nodiscard]] std::optional<ProcessIdentity> live_owner() const;
+    /// Waiters whose processes are alive, in FIFO order.
+    [[nodiscard]] std::vector<LockWaiter> live_waiters() const;
+};
+
+/// Serialises `record` in the format above.
+[[nodiscard]] std::string format_lock_record(const LockRecord& record);
+
+/// Parses record text. Garbage lines are ignored, so a damaged record reads as
+/// free with zero counters rather than wedging a volume.
+[[nodiscard]] LockRecord parse_lock_record(std::string_view text);
+
+/// Reads the record at `path` under a shared flock (held only for the read),
+/// or nullopt if the file does not exist. Never creates anything.
+[[nodiscard]] Result<std::optional<LockRecord>> read_lock_record(const std::filesystem::path& path);
+
+/// volumes/<id>.lock beneath `lock_dir`.
+[[nodiscard]] std::filesystem::path volume_lock_path(const std::filesystem::path& lock_dir, std::string_view volume_id);
+/// reboot.lock beneath `lock_dir`.
+[[nodiscard]] std::filesystem::path reboot_lock_path(const std::filesystem::path& lock_dir);
+
+/// True when the error accounting says volwatch has given up on the volume.
+[[nodiscard]] bool over_limits(const LockRecord& record, int max_failures, int max_attempts);
+
+}  // namespace volwatch

@@ -1,0 +1,57 @@
+// A volume's whole status, as vcheck, vrebootgate and vwatch see it: its
+// caches, its helpers, its lock and its error accounting. Building a report
+// only reads: it takes no lock and writes nothing.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "volwatch/config.hpp"
+#include "volwatch/helpers.hpp"
+#include "volwatch/lock_record.hpp"
+#include "volwatch/staleness.hpp"
+#include "volwatch/volume.hpp"
+
+namespace volwatch {
+
+enum class VolumeState { clean, stale, locked, config_error, gave_up, absent };
+
+/// "clean", "stale", "locked", "config-error", "gave-up", "absent".
+[[nodiscard]] std::string_view to_string(VolumeState state);
+
+struct LockHolder {
+    pid_t pid = 0;
+    std::string command;
+    std::string purpose;
+    double since = 0;
+};
+
+struct VolumeReport {
+    Volume volume;
+    VolumeState state = VolumeState::clean;
+    std::string problem;                 // config error or why absent
+    std::vector<CacheVerdict> caches;
+    std::vector<HelperVerdict> helpers;
+    std::optional<LockHolder> lock;
+    std::vector<pid_t> waiters;          // live waiters in FIFO order
+    int failures = 0;
+    int attempts = 0;
+    bool gave_up = false;
+    std::string lock_problem;            // the lock record could not be read
+
+    /// True if a cache or helper needs work (whatever the volume's state).
+    [[nodiscard]] bool needs_update() const;
+};
+
+struct InspectOptions {
+    bool deep = false;       // deep checks for every cache, and hash helper copies
+    unsigned threads = 0;    // 0: pick from the machine
+};
+
+/// Inspects `volume` under `host`: loads its config, checks caches in config
+/// order and helpers, reads its lock record. Never throws for a bad volume;
+/// problems land in the report.
+[[nodiscard]] VolumeReport inspect_volume(const Volume& volume, const HostConfig& host, const InspectOptions& options);
+
+}  // namespace volwatch

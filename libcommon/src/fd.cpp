@@ -1,0 +1,12 @@
+#include "volwatch/fd.hpp"
+
+#include <unistd.h>
+
+namespace volwatch {
+
+void UniqueFd::reset(int fd) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+}
+
+}  // namespace volwatch

@@ -1,0 +1,223 @@
+#include "volwatch/helpers.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <system_error>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "volwatch/digest.hpp"
+#include "volwatch/safe_path.hpp"
+
+namespace volwatch {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr std::size_t max_metadata_bytes = 4 * 1024 * 1024;
+
+FileTime to_ns(const struct timespec& ts) { return static_cast<FileTime>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec; }
+
+std::optional<std::string> read_fd(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) > max_metadata_bytes)
+        return std::nullopt;
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    text.resize(done);
+    return text;
+}
+
+std::optional<std::string> read_path(const fs::path& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (!fd) return std::nullopt;
+    return read_fd(fd.get());
+}
+
+nlohmann::json files_json(const std::map<std::string, StampedFile>& files, bool with_times) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [path, file] : files) {
+        nlohmann::json entry = {{"size", file.size}, {"hash", file.hash}};
+        if (with_times) {
+            entry["mtime_ns"] = file.mtime;
+            entry["ctime_ns"] = file.ctime;
+        }
+        out[path] = entry;
+    }
+    return out;
+}
+
+std::map<std::string, StampedFile> files_from_json(const nlohmann::json& json) {
+    std::map<std::string, StampedFile> files;
+    for (const auto& [path, entry] : json.items()) {
+        StampedFile file;
+        file.size = entry.at("size").get<std::uint64_t>();
+        file.hash = entry.at("hash").get<std::string>();
+        file.mtime = entry.value("mtime_ns", FileTime{0});
+        file.ctime = entry.value("ctime_ns", FileTime{0});
+        files.emplace(path, file);
+    }
+    return files;
+}
+
+// "generation=N\nslot=s\n" -> slot letter, or "" when damaged.
+std::string current_slot(const fs::path& target, std::uint64_t* generation) {
+    auto text = read_path(target / "volwatch" / "current");
+    if (!text) return "";
+    std::string slot;
+    std::size_t start = 0;
+    while (start < text->size()) {
+        std::size_t end = text->find('\n', start);
+        if (end == std::string::npos) end = text->size();
+        std::string_view line(text->data() + start, end - start);
+        if (line.rfind("slot=", 0) == 0) slot = std::string(line.substr(5));
+        if (line.rfind("generation=", 0) == 0) *generation = std::strtoull(std::string(line.substr(11)).c_str(), nullptr, 10);
+        start = end + 1;
+    }
+    return slot == "a" || slot == "b" || slot == "c" ? slot : "";
+}
+
+}  // namespace
+
+std::string bootstamp_relpath(const fs::path& target) {
+    return fmt::format("{}/{:016x}.json", bootstamp_reldir, stable_hash(target.lexically_normal().string()));
+}
+
+std::string format_bootstamp(const Bootstamp& stamp) {
+    nlohmann::json json = {{"version", 1}, {"target", stamp.target}, {"generation", stamp.generation},
+                           {"files", files_json(stamp.files, true)}};
+    return json.dump(2) + "\n";
+}
+
+std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
+    auto json = nlohmann::json::parse(text, nullptr, false);
+    if (json.is_discarded() || !json.is_object()) return std::nullopt;
+    try {
+        if (json.at("version").get<int>() != 1) return std::nullopt;
+        Bootstamp stamp;
+        stamp.target = json.at("target").get<std::string>();
+        stamp.generation = json.at("generation").get<std::uint64_t>();
+        stamp.files = files_from_json(json.at("files"));
+        return stamp;
+    } catch (const nlohmann::json::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::string format_manifest(const HelperManifest& manifest) {
+    nlohmann::json json = {{"version", 1}, {"volume", manifest.volume}, {"generation", manifest.generation},
+                           {"files", files_json(manifest.files, false)}};
+    return json.dump(2) + "\n";
+}
+
+std::optional<HelperManifest> parse_manifest(std::string_view text) {
+    auto json = nlohmann::json::parse(text, nullptr, false);
+    if (json.is_discarded() || !json.is_object()) return std::nullopt;
+    try {
+        if (json.at("version").get<int>() != 1) return std::nullopt;
+        HelperManifest manifest;
+        manifest.volume = json.at("volume").get<std::string>();
+        manifest.generation = json.at("generation").get<std::uint64_t>();
+        manifest.files = files_from_json(json.at("files"));
+        return manifest;
+    } catch (const nlohmann::json::exception&) {
+        return std::nullopt;
+    }
+}
+
+std::vector<fs::path> helper_targets_for(const Volume& volume, const HostConfig& host) {
+    std::vector<fs::path> targets;
+    for (const auto& mapping : host.helpers) {
+        bool matches = false;
+        if (mapping.volume.rfind("UUID=", 0) == 0) {
+            matches = !volume.id.uuid().empty() && mapping.volume.substr(5) == volume.id.uuid();
+        } else {
+            std::error_code ec;
+            fs::path canonical = fs::weakly_canonical(mapping.volume, ec);
+            matches = !ec && canonical == volume.root;
+        }
+        if (matches) targets.insert(targets.end(), mapping.targets.begin(), mapping.targets.end());
+    }
+    return targets;
+}
+
+HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const fs::path& target, bool verify_content) {
+    HelperVerdict verdict;
+    verdict.target = target;
+    auto stale = [&](std::string reason) {
+        verdict.state = CacheState::stale;
+        verdict.reason = std::move(reason);
+        return verdict;
+    };
+    struct stat target_stat {};
+    if (::stat(target.c_str(), &target_stat) != 0 || !S_ISDIR(target_stat.st_mode)) {
+        verdict.state = CacheState::error;
+        verdict.reason = fmt::format("helper target {} is missing or not a directory", target.string());
+        return verdict;
+    }
+    std::optional<Bootstamp> stamp;
+    if (auto fd = open_beneath(root_fd, bootstamp_relpath(target), O_RDONLY | O_NOFOLLOW | O_NONBLOCK)) {
+        if (auto text = read_fd(fd->get())) stamp = parse_bootstamp(*text);
+    }
+    if (!stamp) return stale("never synced (no bootstamp)");
+    verdict.generation = stamp->generation;
+
+    for (const auto& relpath : config.helper_files) {
+        std::string key = fs::path(relpath).lexically_normal().string();
+        int error = 0;
+        auto fd = open_beneath(root_fd, relpath, O_RDONLY | O_NONBLOCK, &error);
+        struct stat st {};
+        if (!fd || ::fstat(fd->get(), &st) != 0) {
+            verdict.state = CacheState::error;
+            verdict.reason = fmt::format("helper file {} is missing on the volume", relpath);
+            return verdict;
+        }
+        auto it = stamp->files.find(key);
+        if (it == stamp->files.end()) return stale(fmt::format("{} was never copied to {}", relpath, target.string()));
+        const StampedFile& copied = it->second;
+        if (static_cast<std::uint64_t>(st.st_size) != copied.size || to_ns(st.st_mtim) != copied.mtime ||
+            to_ns(st.st_ctim) != copied.ctime)
+            return stale(fmt::format("{} changed since it was copied to {}", relpath, target.string()));
+    }
+    if (stamp->files.size() != config.helper_files.size())
+        return stale(fmt::format("the helper file list changed since the last copy to {}", target.string()));
+
+    std::uint64_t generation = 0;
+    std::string slot = current_slot(target, &generation);
+    if (slot.empty()) return stale(fmt::format("{} has no valid volwatch/current pointer (replaced disk?)", target.string()));
+    fs::path slot_dir = target / "volwatch" / ("slot-" + slot);
+    std::optional<HelperManifest> manifest;
+    if (auto text = read_path(slot_dir / "MANIFEST.json")) manifest = parse_manifest(*text);
+    if (!manifest) return stale(fmt::format("{} has no readable manifest", target.string()));
+    if (manifest->generation != stamp->generation || generation != stamp->generation)
+        return stale(fmt::format("{} holds generation {} but the volume copied generation {}", target.string(),
+                                 manifest->generation, stamp->generation));
+    for (const auto& [relpath, copied] : stamp->files) {
+        auto it = manifest->files.find(relpath);
+        if (it == manifest->files.end() || it->second.hash != copied.hash || it->second.size != copied.size)
+            return stale(fmt::format("{} on {} differs from what was copied", relpath, target.string()));
+        fs::path copy = slot_dir / relpath;
+        UniqueFd fd(::open(copy.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        struct stat st {};
+        if (!fd || ::fstat(fd.get(), &st) != 0)
+            return stale(fmt::format("{} is missing on {}", relpath, target.string()));
+        if (static_cast<std::uint64_t>(st.st_size) != copied.size)
+            return stale(fmt::format("{} on {} has the wrong size", relpath, target.string()));
+        if (verify_content) {
+            auto hash = digest_file(fd.get());
+            if (!hash || *hash != copied.hash)
+                return stale(fmt::format("{} on {} was changed behind volwatch's back", relpath, target.string()));
+        }
+    }
+    return verdict;
+}
+
+}  // namespace volwatch

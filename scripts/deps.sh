@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages volwatch needs to build and test. As root it
+# runs apt-get; otherwise it prints the one line to run and fails if anything
+# required is missing. Usage: scripts/deps.sh [build|test]
+set -euo pipefail
+
+build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev libboost-dev
+                nlohmann-json3-dev scdoc)
+test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
+               clang libclang-rt-14-dev)
+
+want=("${build_packages[@]}")
+if [[ "${1:-build}" == test ]]; then want+=("${test_packages[@]}"); fi
+
+missing=()
+for package in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -eq 0 ]]; then
+    echo "deps: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+    echo "deps: missing packages; run as root:" >&2
+    echo "  apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi

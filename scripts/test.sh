@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what is missing, configures, builds, and runs every test through
+# ctest (unit tests and end-to-end tests of the real binaries).
+#   scripts/test.sh               normal build (warnings are errors) in build/
+#   scripts/test.sh --sanitize    AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
+#   scripts/test.sh --fuzz[=SECS] build the libFuzzer target with clang and fuzz for SECS (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=normal
+fuzz_seconds=60
+for arg in "$@"; do
+    case "$arg" in
+        --sanitize) mode=sanitize ;;
+        --fuzz) mode=fuzz ;;
+        --fuzz=*) mode=fuzz; fuzz_seconds=${arg#--fuzz=} ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
+    esac
+done
+
+scripts/deps.sh test
+jobs=$(nproc 2>/dev/null || echo 2)
+
+case "$mode" in
+normal)
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVOLWATCH_WERROR=ON >/dev/null
+    cmake --build build -j "$jobs"
+    ctest --test-dir build --output-on-failure -j "$jobs"
+    ;;
+sanitize)
+    cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVOLWATCH_WERROR=ON \
+        -DVOLWATCH_SANITIZE=address,undefined >/dev/null
+    cmake --build build-asan -j "$jobs"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ;;
+fuzz)
+    if ! command -v clang++ >/dev/null; then echo "test.sh: clang++ not found; fuzzing skipped"; exit 0; fi
+    CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVOLWATCH_BUILD_FUZZERS=ON \
+        -DVOLWATCH_BUILD_TESTS=ON >/dev/null
+    cmake --build build-fuzz -j "$jobs" --target fuzz_config
+    seed=${VOLWATCH_FUZZ_SEED:-$(date +%s)}
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    cp -r tests/fuzz/corpus/. "$work/"
+    echo "fuzz: seed $seed, ${fuzz_seconds}s (reproduce with VOLWATCH_FUZZ_SEED=$seed)"
+    if ! build-fuzz/tests/fuzz/fuzz_config -seed="$seed" -max_total_time="$fuzz_seconds" -max_len=65536 \
+        -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/" "$work" 2>"$work/fuzz.log"; then
+        tail -40 "$work/fuzz.log"
+        echo "fuzz: FAILED with seed $seed; crashing inputs:"; ls "$work"/crash-* "$work"/timeout-* 2>/dev/null || true
+        exit 1
+    fi
+    tail -3 "$work/fuzz.log"
+    ;;
+esac

@@ -1,0 +1,74 @@
+#include "cli.hpp"
+
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "volwatch/error.hpp"
+
+namespace volwatch::cli {
+
+std::unique_ptr<CLI::App> make_app(const std::string& name, const std::string& description) {
+    auto app = std::make_unique<CLI::App>(description, name);
+    app->set_version_flag("-V,--version", fmt::format("{} (volwatch) {}", name, VOLWATCH_VERSION));
+    app->set_help_flag("-h,--help", "Print this help and exit");
+    app->get_formatter()->column_width(34);
+    app->footer(fmt::format("Exit codes, files and examples: man {}", name));
+    return app;
+}
+
+void add_host_options(CLI::App& app, HostOverrides& overrides) {
+    app.add_option("-c,--config", overrides.config, "Host config file (default $VOLWATCH_CONFIG, else /etc/volwatch/volwatch.toml)")
+        ->type_name("FILE");
+    app.add_option("--lock-dir", overrides.lock_dir, "Lock directory (default from the host config, else /run/volwatch)")
+        ->type_name("DIR");
+}
+
+CLI::Validator one_of(std::vector<std::string> choices) {
+    return CLI::Validator(
+        [choices](const std::string& text) {
+            for (const auto& choice : choices)
+                if (text == choice) return std::string();
+            std::string list;
+            for (const auto& choice : choices) list += (list.empty() ? "" : ", ") + choice;
+            return fmt::format("\"{}\" is not one of {}", text, list);
+        },
+        "", "one_of");
+}
+
+CLI::Validator duration_validator() {
+    return CLI::Validator(
+        [](const std::string& text) {
+            auto parsed = parse_duration(text);
+            return parsed ? std::string() : parsed.problem().message;
+        },
+        "DURATION", "DURATION");
+}
+
+int run(CLI::App& app, int argc, char** argv, const std::function<ExitCode()>& body) {
+    const std::string name = app.get_name();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        std::cout << e.what() << '\n';
+        return 0;
+    } catch (const CLI::ParseError& e) {
+        std::cerr << fmt::format("{}: {}\nTry '{} --help'.\n", name, e.what(), name);
+        return to_int(ExitCode::usage);
+    }
+    try {
+        return to_int(body());
+    } catch (const Failure& failure) {
+        std::cerr << fmt::format("{}: {}\n", name, failure.what());
+        return to_int(failure.code());
+    } catch (const std::exception& e) {
+        std::cerr << fmt::format("{}: internal error: {}\n", name, e.what());
+        return to_int(ExitCode::internal);
+    }
+}
+
+}  // namespace volwatch::cli
