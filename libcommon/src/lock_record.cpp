@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "volwatch/fd.hpp"
+#include "volwatch/volume.hpp"
 
 namespace volwatch {
 namespace {
@@ -88,6 +89,7 @@ std::string format_lock_record(const LockRecord& record) {
     out += fmt::format("next_ticket={}\n", record.next_ticket);
     out += fmt::format("failures={}\nattempts={}\nlast_status={}\n", record.failures, record.attempts, record.last_status);
     out += fmt::format("last_success={:.3f}\ngave_up={}\n", record.last_success, record.gave_up ? 1 : 0);
+    out += fmt::format("end={:016x}\n", stable_hash(out));
     return out;
 }
 
@@ -102,6 +104,17 @@ LockRecord parse_lock_record(std::string_view text) {
         std::size_t eq = line.find('=');
         if (eq == std::string_view::npos) continue;
         std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+        if (key == "end") {
+            std::uint64_t expected = 0;
+            auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), expected, 16);
+            bool valid = ec == std::errc() && ptr == value.data() + value.size();
+            if (!valid || expected != stable_hash(text.substr(0, start - line.size() - 1))) {
+                record = LockRecord{};
+                record.damaged = true;
+                return record;
+            }
+            break;
+        }
         if (key == "volume") record.volume = std::string(value);
         else if (key == "owner") {
             if (auto who = parse_identity(value)) record.owners.push_back(*who);

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <charconv>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -95,6 +96,37 @@ std::string process_command(pid_t pid) {
 pid_t parent_of(pid_t pid) {
     auto fields = read_stat(pid);
     return fields ? fields->parent : 0;
+}
+
+ProcessIdentity self_identity() {
+    if (auto me = identify_process(::getpid())) return *me;
+    return ProcessIdentity{::getpid(), 0, current_boot_id()};
+}
+
+std::string describe_process(pid_t pid, const std::string& command) {
+    return command.empty() ? fmt::format("pid {}", pid) : fmt::format("pid {} ({})", pid, command);
+}
+
+UniqueFd open_process_handle(const ProcessIdentity& who) {
+    if (who.pid <= 0 || who.boot_id != current_boot_id()) {
+        errno = ESRCH;
+        return UniqueFd();
+    }
+#ifdef SYS_pidfd_open
+    UniqueFd handle(static_cast<int>(::syscall(SYS_pidfd_open, who.pid, 0)));
+#else
+    errno = ENOSYS;
+    UniqueFd handle;
+#endif
+    if (!handle) return handle;
+    // The pidfd pins whichever process had the PID at open time; if that is
+    // still the one we expect now, it was the one we expect then (a process
+    // cannot start before itself).
+    if (!is_alive(who)) {
+        errno = ESRCH;
+        return UniqueFd();
+    }
+    return handle;
 }
 
 }  // namespace volwatch

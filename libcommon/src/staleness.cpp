@@ -19,6 +19,7 @@
 
 #include "volwatch/digest.hpp"
 #include "volwatch/duration.hpp"
+#include "volwatch/fsutil.hpp"
 #include "volwatch/safe_path.hpp"
 
 namespace volwatch {
@@ -56,8 +57,18 @@ struct Tally {
     std::string newest_dir;
     std::string newest_name;
 
-    void add(std::uint64_t path_hash, const struct stat& st, std::string_view dir, std::string_view name) {
+    void add(std::uint64_t path_hash, const struct stat& st, std::string_view dir, std::string_view name,
+             bool volatile_times = false) {
         std::uint64_t h = path_hash;
+        if (volatile_times) {
+            // The directory that holds the product: writing the product changes
+            // its times and size, so only its identity counts.
+            h = mix64(h ^ static_cast<std::uint64_t>(st.st_mode & S_IFMT) ^ (static_cast<std::uint64_t>(st.st_ino) << 1));
+            sum += h;
+            mixed ^= mix64(h + 0x9e3779b97f4a7c15ULL);
+            ++entries;
+            return;
+        }
         h = mix64(h ^ (static_cast<std::uint64_t>(st.st_mode & S_IFMT) << 32) ^ static_cast<std::uint64_t>(st.st_size));
         h = mix64(h ^ static_cast<std::uint64_t>(to_ns(st.st_mtim)));
         h = mix64(h ^ static_cast<std::uint64_t>(to_ns(st.st_ctim)) ^ (static_cast<std::uint64_t>(st.st_ino) << 1));
@@ -87,6 +98,7 @@ struct Tally {
 struct DirTask {
     std::string relpath;
     std::uint64_t hash = 0;
+    bool top_level = false;  // a configured source: symlinks inside the volume are followed
 };
 
 // The kernel's record for getdents64; the name starts right after d_type
@@ -105,11 +117,11 @@ constexpr std::size_t dirent_name_offset = offsetof(linux_dirent64_header, d_nam
 // the shared queue while another worker is idle.
 class DeepWalk {
 public:
-    DeepWalk(int root_fd, dev_t device, Identity product, Identity state_dir, unsigned threads)
-        : root_fd_(root_fd), device_(device), product_(product), state_dir_(state_dir),
+    DeepWalk(int root_fd, dev_t device, Identity product, Identity product_dir, Identity state_dir, unsigned threads)
+        : root_fd_(root_fd), device_(device), product_(product), product_dir_(product_dir), state_dir_(state_dir),
           threads_(std::max(1u, threads)) {}
 
-    void add_root(std::string relpath, std::uint64_t hash) { queue_.push_back({std::move(relpath), hash}); }
+    void add_root(std::string relpath, std::uint64_t hash) { queue_.push_back({std::move(relpath), hash, true}); }
 
     Result<Tally> run() {
         std::vector<Tally> tallies(threads_);
@@ -143,7 +155,8 @@ private:
                 queue_.pop_back();
             }
             int error = 0;
-            auto fd = open_beneath(root_fd_, task.relpath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, &error);
+            int flags = O_RDONLY | O_DIRECTORY | (task.top_level ? 0 : O_NOFOLLOW);
+            auto fd = open_beneath(root_fd_, task.relpath, flags, &error);
             if (!fd) {
                 if (error == ENOENT || error == ENOTDIR) continue;  // vanished while we walked
                 fail(fd.problem());
@@ -184,7 +197,7 @@ private:
                 if (product_.matches(st) || state_dir_.matches(st)) continue;
                 std::size_t length = std::strlen(name);
                 std::uint64_t hash = hash_bytes(name, length, dir_hash);
-                tally.add(hash, st, relpath, std::string_view(name, length));
+                tally.add(hash, st, relpath, std::string_view(name, length), product_dir_.matches(st));
                 // Another mount below a source is not part of this volume.
                 if (S_ISDIR(st.st_mode) && st.st_dev == device_) subdirs.emplace_back(std::string(name, length), hash);
             }
@@ -214,6 +227,7 @@ private:
     int root_fd_;
     dev_t device_;
     Identity product_;
+    Identity product_dir_;
     Identity state_dir_;
     unsigned threads_;
     std::mutex mutex_;
@@ -245,10 +259,12 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
     if (::fstat(root_fd, &root_stat) != 0)
         return Problem{ExitCode::internal, fmt::format("volume root: {}", std::strerror(errno))};
     Identity product = identity_of(root_fd, cache.product);
+    std::string product_parent = std::filesystem::path(cache.product).parent_path().string();
+    Identity product_dir = identity_of(root_fd, product_parent.empty() ? "." : product_parent);
     Identity state_dir = identity_of(root_fd, state_relpath);
     SourceState state;
     Tally top;
-    DeepWalk deep(root_fd, root_stat.st_dev, product, state_dir, threads == 0 ? default_threads() : threads);
+    DeepWalk deep(root_fd, root_stat.st_dev, product, product_dir, state_dir, threads == 0 ? default_threads() : threads);
     bool any_deep = false;
     std::vector<char> buffer;
 
@@ -268,7 +284,7 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
         state.present.push_back(true);
         struct stat st {};
         if (::fstat(fd->get(), &st) != 0) return Problem{ExitCode::internal, fmt::format("{}: {}", source, std::strerror(errno))};
-        top.add(hash, st, "", source);
+        top.add(hash, st, "", source, product_dir.matches(st));
         if (!S_ISDIR(st.st_mode) || product.matches(st) || state_dir.matches(st)) continue;
         if (cache.depth == Depth::deep) {
             deep.add_root(source, hash);
@@ -291,7 +307,7 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
                 struct stat child {};
                 if (::fstatat(dir->get(), name, &child, AT_SYMLINK_NOFOLLOW) != 0) continue;
                 if (product.matches(child) || state_dir.matches(child)) continue;
-                top.add(hash_bytes(name, std::strlen(name), hash), child, source, name);
+                top.add(hash_bytes(name, std::strlen(name), hash), child, source, name, product_dir.matches(child));
             }
         }
     }
@@ -367,6 +383,28 @@ std::optional<BuildRecord> read_build_record(int root_fd, const std::string& cac
 namespace {
 CacheVerdict check_cache_by_rules(int root_fd, const CacheSpec& cache, const HostConfig& host, unsigned threads);
 }  // namespace
+
+Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, const HostConfig& host, unsigned threads) {
+    struct timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    BuildRecord record;
+    record.started = to_ns(now);
+    auto sources = scan_sources(root_fd, cache, threads);
+    if (!sources) return sources.problem();
+    record.source_digest = sources->digest;
+    record.entries = sources->entries;
+    for (std::size_t i = 0; i < cache.sources.size(); ++i)
+        if (sources->present[i]) record.present_sources.push_back(cache.sources[i]);
+    record.config_digest = config_digest(cache, host);
+    return record;
+}
+
+Status write_build_record(int root_fd, const std::string& cache_name, const BuildRecord& record) {
+    auto dir = make_dirs_beneath(root_fd, build_record_reldir);
+    if (!dir) return dir.problem();
+    std::string final_name = cache_name + ".json";
+    return write_file_atomically(dir->get(), final_name, format_build_record(record));
+}
 
 std::string_view to_string(CacheState state) {
     switch (state) {

@@ -13,6 +13,13 @@
 //   waiter=7:4250:123470:<boot-id>     ticket:pid:start-ticks:boot-id, FIFO order
 //   next_ticket=8
 //   failures=0   attempts=0   last_status=0   last_success=1764040000   gave_up=0
+//   end=<16 hex digits>                FNV-1a of everything above; lines after it are ignored
+//
+// The end line makes a rewrite that was cut short detectable: the writer
+// pwrite()s the new text at offset 0 and then truncates, so a writer killed
+// between the two leaves the tail of the old text behind the end line, where
+// it is ignored. Records without an end line (hand-written) are accepted whole.
+// last_status is -1 when the owner exited without unlocking.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +52,7 @@ struct LockRecord {
     int last_status = 0;
     double last_success = 0;              // unix time, 0 = never
     bool gave_up = false;
+    bool damaged = false;                 // the end line did not match: nothing above is trusted
 
     /// True when an owner is listed and at least one of them is alive.
     [[nodiscard]] bool held() const;

@@ -7,6 +7,8 @@
 #include <string>
 #include <sys/types.h>
 
+#include "volwatch/fd.hpp"
+
 namespace volwatch {
 
 struct ProcessIdentity {
@@ -32,5 +34,17 @@ struct ProcessIdentity {
 
 /// The parent of `pid`, or 0 if unknown.
 [[nodiscard]] pid_t parent_of(pid_t pid);
+
+/// The identity of the calling process (never fails: /proc/self always exists).
+[[nodiscard]] ProcessIdentity self_identity();
+
+/// "pid 4242 (update-initramfs -u)", or "pid 4242" when the command is unknown.
+[[nodiscard]] std::string describe_process(pid_t pid, const std::string& command);
+
+/// A pidfd (pidfd_open(2)) for `who`, readable once that process exits.
+/// Checked against the start time after opening, so a recycled PID never
+/// yields a handle. Invalid when the process is gone or another boot's;
+/// also invalid with errno ENOSYS when the kernel has no pidfd_open.
+[[nodiscard]] UniqueFd open_process_handle(const ProcessIdentity& who);
 
 }  // namespace volwatch

@@ -58,6 +58,13 @@ struct BuildRecord {
 [[nodiscard]] std::optional<BuildRecord> parse_build_record(std::string_view text);
 /// Reads the record of `cache_name` beneath `root_fd`; nullopt if absent or damaged.
 [[nodiscard]] std::optional<BuildRecord> read_build_record(int root_fd, const std::string& cache_name);
+/// Starts a build record for `cache`: takes the start time first, then the
+/// source state, so a change made during the build leaves the cache stale.
+[[nodiscard]] Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, const HostConfig& host,
+                                                     unsigned threads = 0);
+/// Writes the record of `cache_name` beneath `root_fd` atomically (temp file,
+/// fsync, rename, fsync of the directory), creating var/lib/volwatch/build.
+[[nodiscard]] Status write_build_record(int root_fd, const std::string& cache_name, const BuildRecord& record);
 /// Where a cache's record is kept, relative to the volume root.
 [[nodiscard]] std::string build_record_relpath(const std::string& cache_name);
 

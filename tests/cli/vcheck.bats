@@ -1,0 +1,292 @@
+#!/usr/bin/env bats
+# End-to-end tests of the real vcheck binary on sandbox volumes.
+
+load common
+
+setup() { make_sandbox; }
+teardown() { remove_sandbox; }
+
+@test "a clean volume reports clean and exits 0" {
+    make_product_fresh
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$VOL: clean"* ]]
+    [[ "$output" == *"pack  clean"* ]]
+}
+
+@test "no VOLUME argument means every volume, like --all" {
+    make_product_fresh
+    run "$VCHECK"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$VOL: clean"* ]]
+    run "$VCHECK" --all
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$VOL: clean"* ]]
+}
+
+@test "a missing product is stale with exit 1" {
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"pack  stale: product missing (out/pack.tgz)"* ]]
+}
+
+@test "a source change makes the cache stale and names the file" {
+    make_product_fresh
+    sleep 2.1
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    run "$VCHECK" "$VOL/src"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"stale: src/modules/kernel"* ]]
+    [[ "$output" == *"newer than out/pack.tgz (no build record"* ]]
+}
+
+@test "a file installed with an old mtime is caught by its ctime" {
+    make_product_fresh
+    sleep 2.1
+    echo "module c" > "$VOL/src/modules/kernel/c.ko"
+    touch -d 2000-01-01 "$VOL/src/modules/kernel/c.ko" "$VOL/src/modules/kernel" "$VOL/src/modules" "$VOL/src"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"stale"* ]]
+}
+
+@test "--json has the documented fields" {
+    make_product_fresh
+    run "$VCHECK" --json "$VOL"
+    [ "$status" -eq 0 ]
+    echo "$output" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+v = doc["volumes"][0]
+for key in ("root", "id", "state", "caches", "helpers", "lock", "failures", "attempts"):
+    assert key in v, key
+assert v["state"] == "clean", v
+assert v["lock"] is None
+c = v["caches"][0]
+assert (c["name"], c["state"], c["reason"]) == ("pack", "clean", "")
+assert doc["exit_code"] == 0
+'
+}
+
+@test "--json validates against docs/schema/vcheck.schema.json" {
+    python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema is not installed"
+    run "$VCHECK" --format=json "$VOL"
+    [ "$status" -eq 1 ]
+    echo "$output" > "$SANDBOX/out.json"
+    python3 - "$VOLWATCH_SOURCE_DIR/docs/schema/vcheck.schema.json" "$SANDBOX/out.json" <<'PY'
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = json.load(open(sys.argv[2]))
+jsonschema.validate(doc, schema)
+assert doc["volumes"][0]["state"] == "stale"
+PY
+}
+
+@test "--format=prometheus prints valid gauge families" {
+    run "$VCHECK" --format=prometheus "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"# TYPE volwatch_cache_stale gauge"* ]]
+    [[ "$output" == *"volwatch_cache_stale{volume=\"$VOL\",id=\"path-"*"\",cache=\"pack\"} 1"* ]]
+    # Every line is a comment or "name{labels} number".
+    echo "$output" | python3 -c '
+import re, sys
+sample = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\})? -?[0-9.e+]+$")
+families = set()
+for line in sys.stdin.read().splitlines():
+    if line.startswith("# TYPE "):
+        name = line.split()[2]
+        assert name not in families, "family declared twice: " + name
+        families.add(name)
+    elif not line.startswith("# HELP "):
+        assert sample.match(line), line
+'
+}
+
+@test "--quiet prints nothing and keeps the exit status" {
+    run "$VCHECK" --quiet "$VOL"
+    [ "$status" -eq 1 ]
+    [ -z "$output" ]
+    make_product_fresh
+    run "$VCHECK" -q --all
+    [ "$status" -eq 0 ]
+    [ -z "$output" ]
+}
+
+@test "an invalid volume config exits 65 naming file, line and key" {
+    cat >> "$VOL/etc/volwatch/bootcaches.toml" <<'TOML'
+
+[[cache]]
+name    = "evil"
+sources = ["src"]
+product = "out/evil"
+rebuild = "pack"
+argv    = ["rm", "-rf", "/"]
+TOML
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"config-error"* ]]
+    [[ "$output" == *"$VOL/etc/volwatch/bootcaches.toml:15: cache[1].argv: unknown key"* ]]
+}
+
+@test "a volume naming a rebuilder the host does not define is a config error" {
+    sed -i 's/rebuild = "pack"/rebuild = "rm-rf"/' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" --json "$VOL"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *'rebuilder \"rm-rf\" is not defined in the host config'* ]]
+}
+
+@test "a source path escaping the volume is refused" {
+    sed -i 's|sources = \["src"\]|sources = ["../../etc"]|' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *'cache[0].sources[0]: "../../etc": ".." would leave the volume'* ]]
+    ln -s /etc "$VOL/etc-link"
+    sed -i 's|sources = \["../../etc"\]|sources = ["etc-link/passwd"]|' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"resolves outside the volume"* ]]
+}
+
+@test "unknown volumes exit 66" {
+    run "$VCHECK" "$SANDBOX/does-not-exist"
+    [ "$status" -eq 66 ]
+    [[ "$output" == *"vcheck: $SANDBOX/does-not-exist: No such file or directory"* ]]
+    mkdir -p "$SANDBOX/plain"
+    run "$VCHECK" "$SANDBOX/plain"
+    [ "$status" -eq 66 ]
+    [[ "$output" == *"not a volwatch volume"* ]]
+    run "$VCHECK" UUID=00000000-0000-0000-0000-000000000000
+    [ "$status" -eq 66 ]
+}
+
+@test "exit-code precedence: unknown beats config error beats stale" {
+    mkdir -p "$SANDBOX/bad/etc/volwatch"
+    echo 'version = "one"' > "$SANDBOX/bad/etc/volwatch/bootcaches.toml"
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\", \"$SANDBOX/bad\"]|" "$HOST"
+    run "$VCHECK" --all
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"$VOL: stale"* ]]
+    [[ "$output" == *"$SANDBOX/bad: config-error"* ]]
+    [[ "$output" == *"bootcaches.toml:1: version: expected an integer, found a string"* ]]
+    run "$VCHECK" "$VOL" "$SANDBOX/bad" /nonexistent
+    [ "$status" -eq 66 ]
+}
+
+@test "usage errors exit 64" {
+    run "$VCHECK" --no-such-option
+    [ "$status" -eq 64 ]
+    [[ "$output" == *"Try 'vcheck --help'."* ]]
+    run "$VCHECK" --format=xml
+    [ "$status" -eq 64 ]
+    run "$VCHECK" --json --format=human
+    [ "$status" -eq 64 ]
+}
+
+@test "host config errors exit 78; --config beats VOLWATCH_CONFIG" {
+    echo 'settle = 5' > "$SANDBOX/bad-host.toml"
+    run "$VCHECK" --config "$SANDBOX/bad-host.toml" "$VOL"
+    [ "$status" -eq 78 ]
+    [[ "$output" == *"$SANDBOX/bad-host.toml:1: settle: expected a string, found an integer"* ]]
+    VOLWATCH_CONFIG="$SANDBOX/bad-host.toml" run "$VCHECK" "$VOL"
+    [ "$status" -eq 78 ]
+    VOLWATCH_CONFIG="$SANDBOX/bad-host.toml" run "$VCHECK" --config "$HOST" "$VOL"
+    [ "$status" -eq 1 ]
+    run "$VCHECK" --config "$SANDBOX/missing.toml"
+    [ "$status" -eq 78 ]
+    [[ "$output" == *"cannot open host config"* ]]
+}
+
+@test "a live lock holder is reported as rebuild in progress" {
+    make_product_fresh
+    sleep 300 &
+    holder=$!
+    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    start=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[20] }' "/proc/$holder/stat")
+    boot=$(cat /proc/sys/kernel/random/boot_id)
+    mkdir -p "$SANDBOX/locks/volumes"
+    printf 'volwatch-lock=1\nvolume=%s\nowner=%s:%s:%s\ncommand=update-initramfs -u\npurpose=vrebuild\nsince=%s\nfailures=1\nattempts=2\n' \
+        "$VOL" "$holder" "$start" "$boot" "$(date +%s)" > "$SANDBOX/locks/volumes/$id.lock"
+    run "$VCHECK" "$VOL"
+    kill "$holder"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$VOL: locked"* ]]
+    [[ "$output" == *"rebuild in progress: held by pid $holder (update-initramfs -u), vrebuild since"* ]]
+    [[ "$output" == *"failures 1/3, attempts 2/25"* ]]
+    # Once the holder is gone, the record no longer holds the volume.
+    wait "$holder" 2>/dev/null || true
+    run "$VCHECK" --json "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"lock": null'* ]]
+}
+
+@test "a recycled pid or an earlier boot never counts as a holder" {
+    make_product_fresh
+    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    mkdir -p "$SANDBOX/locks/volumes"
+    boot=$(cat /proc/sys/kernel/random/boot_id)
+    # pid 1 exists, but not with this start time; and a record from another boot.
+    printf 'volwatch-lock=1\nowner=1:999999999:%s\nowner=%s:0:00000000-0000-0000-0000-000000000000\ncommand=x\npurpose=y\nsince=1\n' \
+        "$boot" "$$" > "$SANDBOX/locks/volumes/$id.lock"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"$VOL: clean"* ]]
+}
+
+@test "a stale volume over its failure limit is reported as gave-up" {
+    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    mkdir -p "$SANDBOX/locks/volumes"
+    printf 'volwatch-lock=1\nfailures=3\nattempts=3\nlast_status=1\n' > "$SANDBOX/locks/volumes/$id.lock"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"$VOL: gave-up"* ]]
+    [[ "$output" == *"gave up until a success or an explicit vrebuild"* ]]
+}
+
+@test "helpers that were never synced are stale; a missing target is an error" {
+    make_product_fresh
+    mkdir -p "$VOL/boot" "$SANDBOX/esp"
+    echo kernel > "$VOL/boot/vmlinuz"
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/esp  stale: never synced (no bootstamp)"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2  error: helper target $SANDBOX/esp2 is missing or not a directory"* ]]
+}
+
+@test "--deep looks beneath shallow sources" {
+    sed -i 's/depth   = "deep"/depth   = "shallow"/' "$VOL/etc/volwatch/bootcaches.toml"
+    make_product_fresh
+    sleep 2.1
+    echo "changed in place" > "$VOL/src/modules/kernel/a.ko"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    run "$VCHECK" --deep "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"found by --deep"* ]]
+}
+
+@test "vcheck changes nothing and works for an unprivileged user" {
+    make_product_fresh
+    before=$(tree_state "$SANDBOX")
+    run "$VCHECK" --all --deep
+    run "$VCHECK" --json "$VOL"
+    [ "$(tree_state "$SANDBOX")" = "$before" ]
+    if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+        run setpriv --reuid=65534 --regid=65534 --clear-groups env VOLWATCH_CONFIG="$HOST" "$VCHECK" "$VOL"
+        [ "$status" -eq 0 ]
+        [[ "$output" == *"$VOL: clean"* ]]
+        [ "$(tree_state "$SANDBOX")" = "$before" ]
+    fi
+}
+
+@test "colour only on a terminal, and never with NO_COLOR" {
+    run "$VCHECK" "$VOL"
+    [[ "$output" != *$'\033['* ]]
+    command -v script >/dev/null || skip "script(1) is not installed"
+    run script -qec "$VCHECK $VOL" /dev/null
+    [[ "$output" == *$'\033[33mstale'* ]]
+    run env NO_COLOR=1 script -qec "$VCHECK $VOL" /dev/null
+    [[ "$output" == *"stale"* ]]
+    [[ "$output" != *$'\033['* ]]
+}
