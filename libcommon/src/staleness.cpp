@@ -54,6 +54,7 @@ struct Tally {
     std::uint64_t mixed = 0;
     std::uint64_t entries = 0;
     FileTime newest = 0;
+    bool newest_is_dir = false;
     std::string newest_dir;
     std::string newest_name;
 
@@ -76,8 +77,11 @@ struct Tally {
         mixed ^= mix64(h + 0x9e3779b97f4a7c15ULL);
         ++entries;
         FileTime t = std::max(to_ns(st.st_mtim), to_ns(st.st_ctim));
-        if (t > newest) {
+        // On a tie (coarse file-system clocks) name the file, not the directory
+        // whose times changed because the file was created in it.
+        if (t > newest || (t == newest && newest_is_dir && !S_ISDIR(st.st_mode))) {
             newest = t;
+            newest_is_dir = S_ISDIR(st.st_mode);
             newest_dir.assign(dir);
             newest_name.assign(name);
         }
@@ -87,8 +91,9 @@ struct Tally {
         sum += other.sum;
         mixed ^= other.mixed;
         entries += other.entries;
-        if (other.newest > newest) {
+        if (other.newest > newest || (other.newest == newest && newest_is_dir && !other.newest_is_dir)) {
             newest = other.newest;
+            newest_is_dir = other.newest_is_dir;
             newest_dir = other.newest_dir;
             newest_name = other.newest_name;
         }
