@@ -1,0 +1,40 @@
+// Running a rebuilder (DESIGN §5): argv without a shell, cwd at the volume
+// root, stdin from /dev/null, a clean environment, its own process group,
+// killed (TERM, then KILL) at its timeout, output prefixed line by line.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "volwatch/duration.hpp"
+#include "volwatch/error.hpp"
+
+namespace volwatch {
+
+/// The environment every rebuilder gets, and nothing else.
+[[nodiscard]] const std::vector<std::string>& rebuilder_environment();
+
+struct RunSpec {
+    std::vector<std::string> argv;       // argv[0] is looked up in the clean PATH unless it has a '/'
+    std::filesystem::path cwd;
+    Duration timeout{std::chrono::minutes(10)};
+    Duration kill_grace{std::chrono::seconds(5)};  // between SIGTERM and SIGKILL
+    bool low_priority = false;           // nice 10 and the idle I/O class
+    std::string prefix;                  // put before every output line, e.g. "initramfs: "
+    int output_fd = 2;                   // where prefixed output goes
+};
+
+struct RunResult {
+    int status = 0;          // exit status; 128+N when killed by signal N
+    bool timed_out = false;
+    bool started = true;     // false when argv[0] could not be executed (status 127 or 126)
+    std::chrono::milliseconds elapsed{0};
+};
+
+/// Runs `spec` to completion (or its timeout) and reports how it ended.
+/// Fails only when the process cannot be set up at all (pipe, fork).
+[[nodiscard]] Result<RunResult> run_command(const RunSpec& spec);
+
+}  // namespace volwatch
