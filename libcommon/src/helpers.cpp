@@ -68,24 +68,56 @@ std::map<std::string, StampedFile> files_from_json(const nlohmann::json& json) {
     return files;
 }
 
-// "generation=N\nslot=s\n" -> slot letter, or "" when damaged.
-std::string current_slot(const fs::path& target, std::uint64_t* generation) {
-    auto text = read_path(target / "volwatch" / "current");
-    if (!text) return "";
-    std::string slot;
-    std::size_t start = 0;
-    while (start < text->size()) {
-        std::size_t end = text->find('\n', start);
-        if (end == std::string::npos) end = text->size();
-        std::string_view line(text->data() + start, end - start);
-        if (line.rfind("slot=", 0) == 0) slot = std::string(line.substr(5));
-        if (line.rfind("generation=", 0) == 0) *generation = std::strtoull(std::string(line.substr(11)).c_str(), nullptr, 10);
-        start = end + 1;
-    }
-    return slot == "a" || slot == "b" || slot == "c" ? slot : "";
+}  // namespace
+
+std::string format_pointer(const std::string& slot, std::uint64_t generation) {
+    std::string body = fmt::format("generation={}\nslot={}\n", generation, slot);
+    return fmt::format("{}check={:016x}\n", body, stable_hash(body));
 }
 
-}  // namespace
+std::optional<std::pair<std::string, std::uint64_t>> parse_pointer(std::string_view text) {
+    std::size_t check = text.find("check=");
+    if (check == std::string_view::npos) return std::nullopt;
+    std::string_view body = text.substr(0, check);
+    std::string_view rest = text.substr(check + 6);
+    while (!rest.empty() && (rest.back() == '\n' || rest.back() == '\r')) rest.remove_suffix(1);
+    if (rest != fmt::format("{:016x}", stable_hash(body))) return std::nullopt;
+    std::string slot;
+    std::uint64_t generation = 0;
+    bool has_generation = false;
+    std::size_t start = 0;
+    while (start < body.size()) {
+        std::size_t end = body.find('\n', start);
+        if (end == std::string_view::npos) end = body.size();
+        std::string_view line = body.substr(start, end - start);
+        if (line.rfind("slot=", 0) == 0) slot = std::string(line.substr(5));
+        if (line.rfind("generation=", 0) == 0) {
+            std::string digits(line.substr(11));
+            char* stop = nullptr;
+            generation = std::strtoull(digits.c_str(), &stop, 10);
+            has_generation = !digits.empty() && stop == digits.c_str() + digits.size();
+        }
+        start = end + 1;
+    }
+    if (!has_generation || (slot != "a" && slot != "b" && slot != "c")) return std::nullopt;
+    return std::make_pair(slot, generation);
+}
+
+std::optional<LivePointer> read_live_pointer(const fs::path& target) {
+    std::optional<LivePointer> best;
+    for (const char* name : {"current", "current.new"}) {
+        auto text = read_path(target / "volwatch" / name);
+        if (!text) continue;
+        auto pointer = parse_pointer(*text);
+        if (!pointer || (best && best->generation >= pointer->second)) continue;
+        auto manifest_text = read_path(target / "volwatch" / ("slot-" + pointer->first) / "MANIFEST.json");
+        if (!manifest_text) continue;
+        auto manifest = parse_manifest(*manifest_text);
+        if (!manifest || manifest->generation != pointer->second) continue;
+        best = LivePointer{pointer->first, pointer->second, std::move(*manifest)};
+    }
+    return best;
+}
 
 std::string bootstamp_relpath(const fs::path& target) {
     return fmt::format("{}/{:016x}.json", bootstamp_reldir, stable_hash(target.lexically_normal().string()));
@@ -190,16 +222,13 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const fs::pa
     if (stamp->files.size() != config.helper_files.size())
         return stale(fmt::format("the helper file list changed since the last copy to {}", target.string()));
 
-    std::uint64_t generation = 0;
-    std::string slot = current_slot(target, &generation);
-    if (slot.empty()) return stale(fmt::format("{} has no valid volwatch/current pointer (replaced disk?)", target.string()));
-    fs::path slot_dir = target / "volwatch" / ("slot-" + slot);
-    std::optional<HelperManifest> manifest;
-    if (auto text = read_path(slot_dir / "MANIFEST.json")) manifest = parse_manifest(*text);
-    if (!manifest) return stale(fmt::format("{} has no readable manifest", target.string()));
-    if (manifest->generation != stamp->generation || generation != stamp->generation)
+    auto live = read_live_pointer(target);
+    if (!live) return stale(fmt::format("{} has no complete volwatch slot (never synced here, or replaced disk?)", target.string()));
+    fs::path slot_dir = target / "volwatch" / ("slot-" + live->slot);
+    const HelperManifest* manifest = &live->manifest;
+    if (live->generation != stamp->generation)
         return stale(fmt::format("{} holds generation {} but the volume copied generation {}", target.string(),
-                                 manifest->generation, stamp->generation));
+                                 live->generation, stamp->generation));
     for (const auto& [relpath, copied] : stamp->files) {
         auto it = manifest->files.find(relpath);
         if (it == manifest->files.end() || it->second.hash != copied.hash || it->second.size != copied.size)

@@ -1,11 +1,17 @@
 // Helper partitions (DESIGN §5): targets named by the host config that must
 // hold copies of a volume's helper files.
 //
-// On a helper target T (layout shared with vrebuild's crash-consistent sync):
-//   T/volwatch/current              "generation=N\nslot=a|b|c\n", switched last by rename
-//   T/volwatch/slot-<s>/<relpath>   the copied files of that generation
-//   T/volwatch/slot-<s>/MANIFEST.json
+// On a helper target T (layout shared with vrebuild's crash-consistent sync,
+// see docs/helpers.md):
+//   T/volwatch/slot-a/, T/volwatch/slot-b/   two slots; one is live
+//   T/volwatch/slot-<s>/<relpath>            the copied files of that generation
+//   T/volwatch/slot-<s>/MANIFEST.json        written last into a slot: the slot is complete
 //       {"version":1,"volume":ID,"generation":N,"files":{REL:{"size":S,"hash":H}}}
+//   T/volwatch/current, T/volwatch/current.new
+//       "generation=N\nslot=a\ncheck=<16 hex>\n" (also valid GRUB script);
+//       the live slot is the valid pointer with the highest generation whose
+//       slot has a complete manifest of the same generation. FAT cannot rename
+//       over a file atomically, so a crash may leave either pointer or both.
 // On the volume, one bootstamp per target, written after the switch:
 //   <root>/var/lib/volwatch/bootstamps/<16 hex of the target path>.json
 //       {"version":1,"target":T,"generation":N,
@@ -45,6 +51,19 @@ struct HelperManifest {
     std::uint64_t generation = 0;
     std::map<std::string, StampedFile> files;  // only size and hash are meaningful
 };
+
+/// The live slot of a helper target, if it has one.
+struct LivePointer {
+    std::string slot;  // "a" or "b"
+    std::uint64_t generation = 0;
+    HelperManifest manifest;
+};
+[[nodiscard]] std::optional<LivePointer> read_live_pointer(const std::filesystem::path& target);
+
+/// The text of a pointer file for `slot` at `generation`, with its check line.
+[[nodiscard]] std::string format_pointer(const std::string& slot, std::uint64_t generation);
+/// Parses a pointer file; nullopt when damaged (torn write, bad check line).
+[[nodiscard]] std::optional<std::pair<std::string, std::uint64_t>> parse_pointer(std::string_view text);
 
 /// The bootstamp's path relative to the volume root for helper `target`.
 [[nodiscard]] std::string bootstamp_relpath(const std::filesystem::path& target);

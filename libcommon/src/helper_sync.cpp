@@ -1,0 +1,245 @@
+#include "volwatch/helper_sync.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <system_error>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "volwatch/digest.hpp"
+#include "volwatch/fd.hpp"
+#include "volwatch/fsutil.hpp"
+#include "volwatch/safe_path.hpp"
+
+namespace volwatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Room left for directory entries and the manifest beside the files.
+constexpr std::uint64_t metadata_allowance = 256 * 1024;
+
+FileTime to_ns(const struct timespec& ts) { return static_cast<FileTime>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec; }
+
+struct SourceFile {
+    std::string relpath;  // normalised
+    UniqueFd fd;
+    struct stat st {};
+};
+
+std::uint64_t rounded(std::uint64_t size, std::uint64_t block) {
+    if (block == 0) return size;
+    return (size + block - 1) / block * block;
+}
+
+std::uint64_t bytes_in(const fs::path& dir, std::uint64_t block) {
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, fs::directory_options::none, ec), end; !ec && it != end; it.increment(ec)) {
+        if (it->is_regular_file(ec)) total += rounded(it->file_size(ec), block);
+    }
+    return total;
+}
+
+Status fsync_path(const fs::path& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd || ::fsync(fd.get()) != 0)
+        return Problem{ExitCode::internal, fmt::format("{}: fsync: {}", path.string(), std::strerror(errno))};
+    return success();
+}
+
+// Copies `source` to `destination` (created new), returning its content digest.
+Result<std::string> copy_file(int source_fd, const fs::path& destination, std::uint64_t* copied) {
+    UniqueFd out(::open(destination.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!out) return Problem{ExitCode::internal, fmt::format("{}: cannot create: {}", destination.string(), std::strerror(errno))};
+    Digest digest;
+    std::vector<char> buffer(1 << 20);
+    off_t offset = 0;
+    for (;;) {
+        ssize_t n = ::pread(source_fd, buffer.data(), buffer.size(), offset);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Problem{ExitCode::internal, fmt::format("read: {}", std::strerror(errno))};
+        if (n == 0) break;
+        digest.update(buffer.data(), static_cast<std::size_t>(n));
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = ::write(out.get(), buffer.data() + done, static_cast<std::size_t>(n - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return Problem{ExitCode::internal, fmt::format("{}: write: {}", destination.string(), std::strerror(errno))};
+            done += w;
+        }
+        offset += n;
+        *copied += static_cast<std::uint64_t>(n);
+    }
+    if (::fsync(out.get()) != 0) return Problem{ExitCode::internal, fmt::format("{}: fsync: {}", destination.string(), std::strerror(errno))};
+    return digest.hex();
+}
+
+Status write_pointer(const fs::path& dir, const std::string& slot, std::uint64_t generation) {
+    // current.new is written whole and fsynced, then renamed over current.
+    // Readers accept either file (the check line rejects a torn one), so a
+    // crash anywhere in here leaves a valid pointer to a complete slot.
+    fs::path staged = dir / "current.new";
+    UniqueFd fd(::open(staged.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!fd) return Problem{ExitCode::internal, fmt::format("{}: {}", staged.string(), std::strerror(errno))};
+    std::string text = format_pointer(slot, generation);
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0)
+        return Problem{ExitCode::internal, fmt::format("{}: {}", staged.string(), std::strerror(errno))};
+    fd.reset();
+    if (auto synced = fsync_path(dir); !synced) return synced;
+    if (::rename(staged.c_str(), (dir / "current").c_str()) != 0)
+        return Problem{ExitCode::internal, fmt::format("{}: rename: {}", staged.string(), std::strerror(errno))};
+    return fsync_path(dir);
+}
+
+}  // namespace
+
+std::string_view to_string(HelperOutcome outcome) {
+    switch (outcome) {
+    case HelperOutcome::updated: return "updated";
+    case HelperOutcome::unchanged: return "unchanged";
+    case HelperOutcome::would_update: return "would-update";
+    case HelperOutcome::failed: return "failed";
+    }
+    return "failed";
+}
+
+HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config, const fs::path& target,
+                             const HelperSyncOptions& options) {
+    auto started = std::chrono::steady_clock::now();
+    HelperSyncResult result;
+    result.target = target;
+    auto finish = [&](HelperOutcome outcome, std::string message) {
+        result.outcome = outcome;
+        result.message = std::move(message);
+        result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+        return result;
+    };
+    struct stat target_stat {};
+    if (::stat(target.c_str(), &target_stat) != 0 || !S_ISDIR(target_stat.st_mode))
+        return finish(HelperOutcome::failed, fmt::format("helper target {} is missing or not mounted", target.string()));
+
+    std::vector<SourceFile> files;
+    std::uint64_t new_bytes = 0;
+    for (const auto& relpath : config.helper_files) {
+        SourceFile file;
+        file.relpath = fs::path(relpath).lexically_normal().string();
+        auto fd = open_beneath(root_fd, relpath, O_RDONLY | O_NONBLOCK);
+        if (!fd || ::fstat(fd->get(), &file.st) != 0 || !S_ISREG(file.st.st_mode))
+            return finish(HelperOutcome::failed, fmt::format("helper file {} is missing or not a regular file on the volume", relpath));
+        file.fd = std::move(*fd);
+        new_bytes += static_cast<std::uint64_t>(file.st.st_size);
+        result.files.push_back(file.relpath);
+        files.push_back(std::move(file));
+    }
+    result.bytes = new_bytes;
+
+    auto live = read_live_pointer(target);
+    if (!options.force) {
+        HelperVerdict verdict = check_helper(root_fd, config, target, true);
+        if (verdict.state == CacheState::clean) {
+            result.generation = verdict.generation;
+            result.bytes = 0;
+            result.files.clear();
+            return finish(HelperOutcome::unchanged, "up to date");
+        }
+    }
+    std::string slot = live && live->slot == "a" ? "b" : "a";
+    fs::path base = target / "volwatch";
+    fs::path slot_dir = base / ("slot-" + slot);
+    std::uint64_t generation = (live ? live->generation : 0) + 1;
+    int stamp_error = 0;
+    if (auto fd = open_beneath(root_fd, bootstamp_relpath(target), O_RDONLY | O_NONBLOCK, &stamp_error)) {
+        char buffer[1 << 16];
+        ssize_t n = ::read(fd->get(), buffer, sizeof buffer);
+        if (n > 0) {
+            if (auto stamp = parse_bootstamp(std::string_view(buffer, static_cast<std::size_t>(n))))
+                generation = std::max(generation, stamp->generation + 1);
+        }
+    }
+
+    struct statvfs fs_stat {};
+    if (::statvfs(target.c_str(), &fs_stat) != 0)
+        return finish(HelperOutcome::failed, fmt::format("{}: statvfs: {}", target.string(), std::strerror(errno)));
+    std::uint64_t block = fs_stat.f_frsize ? fs_stat.f_frsize : fs_stat.f_bsize;
+    std::uint64_t available = static_cast<std::uint64_t>(fs_stat.f_bavail) * block;
+    std::uint64_t reclaimable = bytes_in(slot_dir, block);
+    std::uint64_t needed = metadata_allowance;
+    for (const auto& file : files) needed += rounded(static_cast<std::uint64_t>(file.st.st_size), block);
+    if (available + reclaimable < needed)
+        return finish(HelperOutcome::failed,
+                      fmt::format("not enough room on {} for the new set beside the live one: need {} bytes, {} available; "
+                                  "helper left unchanged", target.string(), needed, available + reclaimable));
+    if (options.dry_run) {
+        result.generation = generation;
+        return finish(HelperOutcome::would_update, fmt::format("would copy {} files ({} bytes) into slot {}", files.size(), new_bytes, slot));
+    }
+
+    // 1. Unseal the non-live slot (manifest first), then empty it.
+    std::error_code ec;
+    fs::create_directories(base, ec);
+    if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", base.string(), ec.message()));
+    if (fs::exists(slot_dir / "MANIFEST.json", ec)) {
+        fs::remove(slot_dir / "MANIFEST.json", ec);
+        if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);
+    }
+    fs::remove_all(slot_dir, ec);
+    if (ec) return finish(HelperOutcome::failed, fmt::format("{}: cannot clear: {}", slot_dir.string(), ec.message()));
+    fs::create_directory(slot_dir, ec);
+    if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", slot_dir.string(), ec.message()));
+
+    // 2. Copy and fsync every file, then every directory they live in.
+    HelperManifest manifest;
+    manifest.volume = volume.id.value;
+    manifest.generation = generation;
+    Bootstamp stamp;
+    stamp.target = target.lexically_normal().string();
+    stamp.generation = generation;
+    std::vector<fs::path> directories{slot_dir};
+    std::uint64_t copied = 0;
+    for (const auto& file : files) {
+        fs::path destination = slot_dir / file.relpath;
+        fs::create_directories(destination.parent_path(), ec);
+        if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", destination.parent_path().string(), ec.message()));
+        for (fs::path dir = destination.parent_path(); dir != slot_dir && dir.has_relative_path(); dir = dir.parent_path())
+            directories.push_back(dir);
+        auto hash = copy_file(file.fd.get(), destination, &copied);
+        if (!hash) return finish(HelperOutcome::failed, hash.problem().message);
+        // The file may have changed while we copied it: stamp what was read.
+        struct stat after {};
+        ::fstat(file.fd.get(), &after);
+        StampedFile stamped{static_cast<std::uint64_t>(after.st_size), to_ns(after.st_mtim), to_ns(after.st_ctim), *hash};
+        if (after.st_size != file.st.st_size || to_ns(after.st_mtim) != to_ns(file.st.st_mtim))
+            stamped.mtime = 0;  // changed during the copy: leave the helper stale for the next run
+        manifest.files[file.relpath] = {stamped.size, 0, 0, stamped.hash};
+        stamp.files[file.relpath] = stamped;
+    }
+    for (auto it = directories.rbegin(); it != directories.rend(); ++it)
+        if (auto synced = fsync_path(*it); !synced) return finish(HelperOutcome::failed, synced.problem().message);
+
+    // 3. Seal the slot with its manifest: from now on it is complete.
+    UniqueFd slot_fd(::open(slot_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!slot_fd) return finish(HelperOutcome::failed, fmt::format("{}: {}", slot_dir.string(), std::strerror(errno)));
+    if (auto written = write_file_atomically(slot_fd.get(), "MANIFEST.json", format_manifest(manifest)); !written)
+        return finish(HelperOutcome::failed, written.problem().message);
+
+    // 4. The one small step that switches the helper to the new set.
+    if (auto switched = write_pointer(base, slot, generation); !switched)
+        return finish(HelperOutcome::failed, switched.problem().message);
+
+    // 5. Record on the volume what was copied.
+    auto stamps = make_dirs_beneath(root_fd, bootstamp_reldir);
+    if (!stamps) return finish(HelperOutcome::failed, stamps.problem().message);
+    std::string stamp_name = fs::path(bootstamp_relpath(target)).filename().string();
+    if (auto written = write_file_atomically(stamps->get(), stamp_name, format_bootstamp(stamp)); !written)
+        return finish(HelperOutcome::failed, written.problem().message);
+
+    result.generation = generation;
+    result.bytes = copied;
+    return finish(HelperOutcome::updated, fmt::format("copied {} files ({} bytes) into slot {}, generation {}", files.size(), copied, slot, generation));
+}
+
+}  // namespace volwatch

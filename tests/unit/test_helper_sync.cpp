@@ -1,0 +1,171 @@
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+#include "volwatch/fd.hpp"
+#include "volwatch/helper_sync.hpp"
+
+using namespace volwatch;
+using volwatch::testing::read_file;
+using volwatch::testing::TempDir;
+using volwatch::testing::write_file;
+
+namespace {
+
+class HelperSync : public ::testing::Test {
+protected:
+    void SetUp() override {
+        write_file(root() / "boot/vmlinuz", std::string(100000, 'k'));
+        write_file(root() / "boot/initrd.img", std::string(300000, 'i'));
+        std::filesystem::create_directories(target());
+        config.helper_files = {"boot/vmlinuz", "boot/initrd.img"};
+        volume.root = root();
+        volume.id = VolumeId{"path-0123456789abcdef"};
+        root_fd = UniqueFd(::open(root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    }
+    std::filesystem::path root() const { return dir.path() / "vol"; }
+    std::filesystem::path target() const { return dir.path() / "esp"; }
+    HelperSyncResult sync(HelperSyncOptions options = {}) { return sync_helper(root_fd.get(), volume, config, target(), options); }
+    HelperVerdict check(bool deep = true) { return check_helper(root_fd.get(), config, target(), deep); }
+
+    TempDir dir;
+    VolumeConfig config;
+    Volume volume;
+    UniqueFd root_fd;
+};
+
+TEST_F(HelperSync, FirstSyncCopiesEverythingAndIsClean) {
+    EXPECT_EQ(check().reason, "never synced (no bootstamp)");
+    auto result = sync();
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(result.generation, 1u);
+    EXPECT_EQ(result.bytes, 400000u);
+    EXPECT_EQ(read_file(target() / "volwatch/slot-a/boot/vmlinuz"), std::string(100000, 'k'));
+    auto live = read_live_pointer(target());
+    ASSERT_TRUE(live.has_value());
+    EXPECT_EQ(live->slot, "a");
+    EXPECT_EQ(live->generation, 1u);
+    auto verdict = check();
+    EXPECT_EQ(verdict.state, CacheState::clean) << verdict.reason;
+    EXPECT_EQ(verdict.generation, 1u);
+}
+
+TEST_F(HelperSync, SecondSyncIsUnchangedAndForceRewrites) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    EXPECT_EQ(sync().outcome, HelperOutcome::unchanged);
+    auto forced = sync({true, false});
+    EXPECT_EQ(forced.outcome, HelperOutcome::updated);
+    EXPECT_EQ(forced.generation, 2u);
+    EXPECT_EQ(read_live_pointer(target())->slot, "b");
+}
+
+TEST_F(HelperSync, ChangedSourceAlternatesSlotsAndKeepsTheOldSetUntilTheSwitch) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(root() / "boot/vmlinuz", "new kernel");
+    auto verdict = check();
+    EXPECT_EQ(verdict.state, CacheState::stale);
+    EXPECT_EQ(verdict.reason, "boot/vmlinuz changed since it was copied to " + target().string());
+    auto result = sync();
+    ASSERT_EQ(result.outcome, HelperOutcome::updated);
+    EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/vmlinuz"), "new kernel");
+    EXPECT_EQ(read_file(target() / "volwatch/slot-a/boot/vmlinuz"), std::string(100000, 'k'));
+    EXPECT_EQ(check().state, CacheState::clean);
+}
+
+TEST_F(HelperSync, AnUnsealedSlotIsNeverLive) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    // A crash after copying into slot b but before its manifest: a pointer to b
+    // (even a valid one) must not win.
+    write_file(target() / "volwatch/slot-b/boot/vmlinuz", "half");
+    write_file(target() / "volwatch/current.new", format_pointer("b", 2));
+    auto live = read_live_pointer(target());
+    ASSERT_TRUE(live.has_value());
+    EXPECT_EQ(live->slot, "a");
+}
+
+TEST_F(HelperSync, ATornPointerFallsBackToTheOtherFile) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    ASSERT_EQ(sync({true, false}).outcome, HelperOutcome::updated);  // live: b, generation 2
+    // FAT rename-over is not atomic: current gone, current.new complete.
+    std::filesystem::rename(target() / "volwatch/current", target() / "volwatch/current.new");
+    EXPECT_EQ(read_live_pointer(target())->slot, "b");
+    // A torn current.new (bad check line) is ignored in favour of current.
+    write_file(target() / "volwatch/current", format_pointer("b", 2));
+    write_file(target() / "volwatch/current.new", "generation=3\nslot=a\ncheck=00");
+    EXPECT_EQ(read_live_pointer(target())->generation, 2u);
+    EXPECT_EQ(check().state, CacheState::clean);
+}
+
+TEST_F(HelperSync, ContentChangedBehindOurBackIsStale) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(target() / "volwatch/slot-a/boot/vmlinuz", std::string(100000, 'X'));
+    EXPECT_EQ(check(false).state, CacheState::clean) << "same size: only hashing can tell";
+    auto verdict = check(true);
+    EXPECT_EQ(verdict.state, CacheState::stale);
+    EXPECT_NE(verdict.reason.find("changed behind volwatch's back"), std::string::npos) << verdict.reason;
+    EXPECT_EQ(sync().outcome, HelperOutcome::updated);
+    EXPECT_EQ(check(true).state, CacheState::clean);
+}
+
+TEST_F(HelperSync, AReplacedDiskIsStale) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    std::filesystem::remove_all(target() / "volwatch");
+    auto verdict = check();
+    EXPECT_EQ(verdict.state, CacheState::stale);
+    EXPECT_NE(verdict.reason.find("no complete volwatch slot"), std::string::npos) << verdict.reason;
+    EXPECT_EQ(sync().outcome, HelperOutcome::updated);
+    EXPECT_EQ(check().generation, 2u) << "generations never go backwards";
+}
+
+TEST_F(HelperSync, DryRunChangesNothing) {
+    auto result = sync({false, true});
+    EXPECT_EQ(result.outcome, HelperOutcome::would_update);
+    EXPECT_EQ(result.files.size(), 2u);
+    EXPECT_FALSE(std::filesystem::exists(target() / "volwatch"));
+    EXPECT_FALSE(std::filesystem::exists(root() / "var/lib/volwatch"));
+}
+
+TEST_F(HelperSync, MissingTargetOrFileFails) {
+    std::filesystem::remove_all(target());
+    auto result = sync();
+    EXPECT_EQ(result.outcome, HelperOutcome::failed);
+    EXPECT_NE(result.message.find("missing or not mounted"), std::string::npos);
+    std::filesystem::create_directories(target());
+    std::filesystem::remove(root() / "boot/initrd.img");
+    result = sync();
+    EXPECT_EQ(result.outcome, HelperOutcome::failed);
+    EXPECT_NE(result.message.find("boot/initrd.img is missing"), std::string::npos) << result.message;
+    EXPECT_FALSE(std::filesystem::exists(target() / "volwatch"));
+}
+
+TEST_F(HelperSync, NoRoomLeavesTheHelperUntouched) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs in a private mount namespace";
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        int code = 0;
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(2);
+        if (::mount("tmpfs", target().c_str(), "tmpfs", 0, "size=1m") != 0) ::_exit(3);
+        if (sync().outcome != HelperOutcome::updated) code |= 4;             // 400 kB fits once
+        write_file(root() / "boot/initrd.img", std::string(600000, 'j'));     // 700 kB beside 400 kB does not
+        auto before = read_live_pointer(target());
+        auto result = sync();
+        if (result.outcome != HelperOutcome::failed) code |= 8;
+        if (result.message.find("not enough room") == std::string::npos) code |= 16;
+        auto after = read_live_pointer(target());
+        if (!before || !after || after->generation != before->generation || after->slot != before->slot) code |= 32;
+        if (std::filesystem::exists(target() / "volwatch/slot-b")) code |= 64;
+        ::_exit(code);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "bit flags of failed checks";
+}
+
+}  // namespace
