@@ -1,0 +1,350 @@
+#include "volwatch/vlock.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <cstring>
+#include <ostream>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "volwatch/lockdir.hpp"
+#include "volwatch/output.hpp"
+#include "volwatch/volume.hpp"
+
+namespace volwatch {
+namespace {
+
+using nlohmann::json;
+
+// The signals vlock forwards to its command, and that end a wait cleanly
+// (leaving the queue at once instead of being pruned later).
+constexpr int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+
+struct Target {
+    HostConfig host;
+    Volume volume;
+    std::string shown;  // the volume root, as messages name it
+};
+
+Result<Target> resolve_target(const std::string& argument, const HostOverrides& overrides) {
+    auto host = load_host_config(overrides);
+    if (!host) return host.problem();
+    auto volume = resolve_volume(argument, *host, ProcMountTable());
+    if (!volume) return volume.problem();
+    std::string shown = volume->root.string();
+    return Target{std::move(*host), std::move(*volume), std::move(shown)};
+}
+
+/// Blocks the forwarded signals for the lifetime of the object and exposes
+/// them as a signalfd; the old mask is what a child must restore.
+class SignalCatcher {
+public:
+    SignalCatcher() {
+        sigemptyset(&set_);
+        for (int sig : forwarded_signals) sigaddset(&set_, sig);
+        ::sigprocmask(SIG_BLOCK, &set_, &old_);
+        fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
+    }
+    ~SignalCatcher() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
+    SignalCatcher(const SignalCatcher&) = delete;
+    SignalCatcher& operator=(const SignalCatcher&) = delete;
+
+    [[nodiscard]] int fd() const { return fd_.get(); }
+    [[nodiscard]] const sigset_t& old_mask() const { return old_; }
+    /// The next pending signal, or 0.
+    int next() const {
+        signalfd_siginfo info{};
+        if (!fd_ || ::read(fd_.get(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return 0;
+        return static_cast<int>(info.ssi_signo);
+    }
+
+private:
+    sigset_t set_{};
+    sigset_t old_{};
+    UniqueFd fd_;
+};
+
+std::string join(const std::vector<std::string>& words) {
+    std::string out;
+    for (const auto& word : words) out += (out.empty() ? "" : " ") + word;
+    return out;
+}
+
+LockLog logger(std::ostream& err, const std::string& program, const std::string& shown) {
+    return [&err, program, shown](const std::string& note) { err << fmt::format("{}: {}: {}\n", program, shown, note); };
+}
+
+int status_of(int wait_status) {
+    if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+    if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+    return to_int(ExitCode::internal);
+}
+
+json identity_json(const ProcessIdentity& who) {
+    return {{"pid", who.pid}, {"start_time", who.start_time}, {"boot_id", who.boot_id}, {"alive", is_alive(who)}};
+}
+
+json record_json(const std::string& id, const LockRecord& record, const LockLimits& limits) {
+    json owners = json::array(), waiters = json::array();
+    for (const auto& owner : record.owners) owners.push_back(identity_json(owner));
+    int position = 0;
+    for (const auto& waiter : record.waiters) {
+        json entry = identity_json(waiter.who);
+        entry["position"] = ++position;
+        entry["ticket"] = waiter.ticket;
+        waiters.push_back(entry);
+    }
+    auto holder = record.live_owner();
+    json holder_json = nullptr;
+    if (holder)
+        holder_json = {{"pid", holder->pid}, {"command", record.command}, {"purpose", record.purpose},
+                       {"since", format_utc(record.since)}, {"since_unix", record.since}};
+    return {{"volume_id", id},
+            {"volume", record.volume},
+            {"state", holder ? "locked" : record.owners.empty() ? "free" : "abandoned"},
+            {"holder", holder_json},
+            {"owners", owners},
+            {"waiters", waiters},
+            {"failures", record.failures},
+            {"max_failures", limits.max_failures},
+            {"attempts", record.attempts},
+            {"max_attempts", limits.max_attempts},
+            {"last_status", record.last_status},
+            {"last_success", format_utc(record.last_success)},
+            {"last_success_unix", record.last_success},
+            {"gave_up", over_limits(record, limits.max_failures, limits.max_attempts)}};
+}
+
+void render_record(const std::string& id, const LockRecord& record, const LockLimits& limits, std::ostream& out) {
+    auto holder = record.live_owner();
+    out << fmt::format("{} {}\n", record.volume.empty() ? "-" : record.volume, id);
+    if (holder)
+        out << fmt::format("  locked by {} since {} ({})\n", describe_process(holder->pid, record.command),
+                           format_clock(record.since), record.purpose.empty() ? "no purpose given" : record.purpose);
+    else if (!record.owners.empty())
+        out << fmt::format("  abandoned: {} exited without unlocking\n", describe_process(record.owners.front().pid, record.command));
+    else
+        out << "  free\n";
+    for (const auto& owner : record.owners)
+        out << fmt::format("  owner pid {} {}\n", owner.pid, is_alive(owner) ? "alive" : "dead");
+    int position = 0;
+    for (const auto& waiter : record.waiters)
+        out << fmt::format("  waiter {} pid {} {}\n", ++position, waiter.who.pid, is_alive(waiter.who) ? "alive" : "dead");
+    out << fmt::format("  failures {} of {}, attempts {} of {}, last status {}, last success {}{}\n", record.failures,
+                       limits.max_failures, record.attempts, limits.max_attempts, record.last_status,
+                       record.last_success > 0 ? format_clock(record.last_success) : "never",
+                       over_limits(record, limits.max_failures, limits.max_attempts) ? ", gave up" : "");
+}
+
+ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream& err) {
+    auto host = load_host_config(options.host);
+    if (!host) {
+        err << "vlock: " << host.problem().message << '\n';
+        return host.problem().code;
+    }
+    std::optional<std::string> only;
+    if (!options.volume.empty()) {
+        auto volume = resolve_volume(options.volume, *host, ProcMountTable());
+        if (!volume) throw Failure(volume.problem());
+        only = volume->id.value;
+    }
+    auto dir = LockDir::open(host->lock_dir, LockDirAccess::read).or_throw();
+    auto entries = list_volume_locks(dir).or_throw();
+    auto reboot = dir.reboot_file().or_throw().read().or_throw();
+    LockLimits limits = lock_limits(*host);
+    std::erase_if(entries, [&](const VolumeLockEntry& e) { return only && e.volume_id != *only; });
+    auto reboot_holder = reboot.live_owner();
+    if (options.json) {
+        json volumes = json::array();
+        for (const auto& entry : entries) volumes.push_back(record_json(entry.volume_id, entry.record, limits));
+        json reboot_json = nullptr;
+        if (reboot_holder)
+            reboot_json = {{"pid", reboot_holder->pid}, {"command", reboot.command}, {"since", format_utc(reboot.since)},
+                           {"since_unix", reboot.since}};
+        json document = {{"lock_dir", host->lock_dir.string()},
+                         {"reboot", {{"held", reboot_holder.has_value()}, {"holder", reboot_json}}},
+                         {"volumes", volumes}};
+        out << document.dump(2) << '\n';
+        return ExitCode::ok;
+    }
+    for (const auto& entry : entries) render_record(entry.volume_id, entry.record, limits, out);
+    if (reboot_holder)
+        out << fmt::format("reboot lock: held by {} since {}\n", describe_process(reboot_holder->pid, reboot.command),
+                           format_clock(reboot.since));
+    else
+        out << "reboot lock: free\n";
+    return ExitCode::ok;
+}
+
+ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions& options, std::ostream& out,
+                std::ostream& err) {
+    err << fmt::format("vlock: {}: {}\n", target.shown, problem.message);
+    ExitCode code = problem.code == ExitCode::busy ? static_cast<ExitCode>(options.conflict_exit_code) : problem.code;
+    if (options.json)
+        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
+                    {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}}
+                   .dump()
+            << '\n';
+    return code;
+}
+
+// vlock VOLUME -- CMD: the command is forked first and parked on a pipe, so
+// that its identity is written as an owner in the same rewrite that grants
+// the lock; if vlock dies before the grant, the pipe closes and the command
+// never runs.
+ExitCode run_command(const Target& target, const LockDir& dir, const VlockOptions& options, std::ostream& out,
+                     std::ostream& err) {
+    SignalCatcher signals;
+    int go[2];
+    if (::pipe2(go, O_CLOEXEC) != 0) throw Failure(ExitCode::internal, fmt::format("pipe: {}", std::strerror(errno)));
+    std::vector<char*> argv;
+    for (const auto& word : options.command) argv.push_back(const_cast<char*>(word.c_str()));
+    argv.push_back(nullptr);
+    std::string exec_failed = fmt::format("vlock: {}: ", options.command.front());
+    out.flush();
+    err.flush();
+    pid_t child = ::fork();
+    if (child < 0) throw Failure(ExitCode::internal, fmt::format("fork: {}", std::strerror(errno)));
+    if (child == 0) {
+        ::sigprocmask(SIG_SETMASK, &signals.old_mask(), nullptr);
+        ::close(go[1]);
+        char byte = 0;
+        ssize_t n;
+        while ((n = ::read(go[0], &byte, 1)) < 0 && errno == EINTR) {
+        }
+        if (n != 1) ::_exit(to_int(ExitCode::busy));
+        ::execvp(argv[0], argv.data());
+        int error = errno;
+        const char* reason = std::strerror(error);
+        (void)!::write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
+        (void)!::write(STDERR_FILENO, reason, std::strlen(reason));
+        (void)!::write(STDERR_FILENO, "\n", 1);
+        ::_exit(error == ENOENT ? 127 : 126);
+    }
+    ::close(go[0]);
+    UniqueFd go_write(go[1]);
+    UniqueFd child_handle(open_process_handle(identify_process(child).value_or(ProcessIdentity{child, 0, ""})));
+    auto reap = [&] {
+        int wait_status = 0;
+        while (::waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
+        }
+        return status_of(wait_status);
+    };
+
+    AcquireRequest request;
+    request.volume = target.shown;
+    if (auto me_child = identify_process(child)) request.owners.push_back(*me_child);
+    request.owners.push_back(self_identity());
+    request.command = join(options.command);
+    request.purpose = options.purpose;
+    request.wait = options.wait;
+    request.interrupt_fd = signals.fd();
+    request.limits = lock_limits(target.host);
+    LockLog log = logger(err, "vlock", target.shown);
+    auto grant = acquire_volume_lock(dir, target.volume.id.value, request, log);
+    if (!grant) {
+        go_write.reset();  // the parked command exits without running
+        reap();
+        if (int sig = signals.next()) return static_cast<ExitCode>(128 + sig);
+        return refuse(target, grant.problem(), options, out, err);
+    }
+    if (::write(go_write.get(), "x", 1) != 1) throw Failure(ExitCode::internal, "cannot start the command");
+    go_write.reset();
+
+    int status = 0;
+    for (;;) {
+        pollfd fds[2] = {{signals.fd(), POLLIN, 0}, {child_handle.get(), POLLIN, 0}};
+        int ready = ::poll(fds, child_handle ? 2 : 1, -1);
+        if (ready < 0 && errno != EINTR) throw Failure(ExitCode::internal, fmt::format("poll: {}", std::strerror(errno)));
+        while (int sig = signals.next()) ::kill(child, sig);
+        if (!child_handle || (fds[1].revents & POLLIN) != 0) {
+            status = reap();
+            break;
+        }
+    }
+    ReleaseRequest release;
+    release.requesters = {self_identity()};
+    release.status = status;
+    release.limits = request.limits;
+    auto released = release_volume_lock(dir, target.volume.id.value, release, log);
+    // The command may have released the lock itself (vunlock from a script
+    // run under vlock), or root forced it: nothing left to release then.
+    if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
+        err << fmt::format("vlock: {}: {}\n", target.shown, released.problem().message);
+    return static_cast<ExitCode>(status);
+}
+
+}  // namespace
+
+Result<Duration> parse_wait(std::string_view text) {
+    if (text == "forever" || text == "infinity") return Duration::max();
+    return parse_duration(text);
+}
+
+SplitCommandLine split_command_line(int argc, const char* const* argv) {
+    SplitCommandLine split;
+    for (int i = 0; i < argc; ++i) {
+        std::string_view word(argv[i]);
+        if (i > 0 && !split.has_separator && word == "--") {
+            split.has_separator = true;
+            continue;
+        }
+        if (split.has_separator) split.command.emplace_back(word);
+        else if (word == "--wait") split.options.emplace_back("--wait=forever");
+        else split.options.emplace_back(word);
+    }
+    return split;
+}
+
+ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream& err) {
+    if (options.list) return list_locks(options, out, err);
+    auto target = resolve_target(options.volume, options.host).or_throw();
+    auto dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
+    if (!options.command.empty()) return run_command(target, dir, options, out, err);
+
+    AcquireRequest request;
+    request.volume = target.shown;
+    pid_t owner_pid = options.owner.value_or(::getppid());
+    auto owner = identify_process(owner_pid);
+    if (!owner) throw Failure(ExitCode::usage, fmt::format("--owner {}: no such process", owner_pid));
+    request.owners = {*owner};
+    request.command = process_command(owner_pid);
+    request.purpose = options.purpose;
+    request.wait = options.wait;
+    request.limits = lock_limits(target.host);
+    SignalCatcher signals;
+    request.interrupt_fd = signals.fd();
+    auto grant = acquire_volume_lock(dir, target.volume.id.value, request, logger(err, "vlock", target.shown));
+    if (!grant) {
+        if (int sig = signals.next()) return static_cast<ExitCode>(128 + sig);
+        return refuse(target, grant.problem(), options, out, err);
+    }
+    if (options.json)
+        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
+                    {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}}
+                   .dump()
+            << '\n';
+    return ExitCode::ok;
+}
+
+ExitCode run_vunlock(const VunlockOptions& options, std::ostream& err) {
+    auto target = resolve_target(options.volume, options.host).or_throw();
+    auto dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
+    ReleaseRequest request;
+    request.requesters.push_back(self_identity());
+    if (auto parent = identify_process(::getppid())) request.requesters.push_back(*parent);
+    request.status = options.status;
+    request.force = options.force;
+    request.limits = lock_limits(target.host);
+    auto released = release_volume_lock(dir, target.volume.id.value, request, logger(err, "vunlock", target.shown));
+    if (!released) throw Failure(released.problem().code, fmt::format("{}: {}", target.shown, released.problem().message));
+    return ExitCode::ok;
+}
+
+}  // namespace volwatch
