@@ -14,17 +14,21 @@ int main(int argc, char** argv) {
     std::string wait;
     app->add_option("--wait", wait, "Wait for the lock, at most DURATION (--wait alone: no bound)")
         ->type_name("[=DURATION]")
-        ->check(cli::duration_validator() | CLI::IsMember({"forever", "infinity"}));
+        ->check(CLI::Validator(
+            [](const std::string& text) {
+                auto parsed = parse_wait(text);
+                return parsed ? std::string() : parsed.problem().message;
+            },
+            "", "wait"));
     pid_t owner = 0;
     auto* owner_option = app->add_option("--owner", owner, "The process that holds the lock (default: the caller's parent)")
-                             ->type_name("PID")
-                             ->check(CLI::PositiveNumber);
+                             ->type_name("PID");
     app->add_option("--purpose", options.purpose, "Why the lock is taken, shown to others (default: vlock)")
         ->type_name("TEXT");
     app->add_option("-E,--conflict-exit-code", options.conflict_exit_code,
                     "Exit with N instead of 75 when busy or the wait times out")
         ->type_name("N")
-        ->check(CLI::Range(0, 255));
+        ->check(CLI::Validator(CLI::Range(0, 255)).description(""));
     app->add_flag("-l,--list", options.list, "List every lock: owners and liveness, waiters in order, counters");
     app->add_flag("--json", options.json, "Print the outcome (or the --list) as JSON on stdout");
     cli::add_host_options(*app, options.host);
@@ -35,6 +39,8 @@ int main(int argc, char** argv) {
     for (auto& word : split.options) parsed.push_back(word.data());
     return cli::run(*app, static_cast<int>(parsed.size()), parsed.data(), [&] {
         if (!wait.empty()) options.wait = parse_wait(wait).or_throw();
+        if (owner_option->count() > 0 && owner <= 0)
+            throw Failure(ExitCode::usage, "--owner: expected a process id\nTry 'vlock --help'.");
         if (owner_option->count() > 0) options.owner = owner;
         if (options.list && (split.has_separator || options.wait || options.owner))
             throw Failure(ExitCode::usage, "--list takes no command, --wait or --owner\nTry 'vlock --help'.");

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
     app->add_option("-s,--status", options.status,
                     "The update's exit status: 0 resets the failure count, 75 is not a failure, others count one")
         ->type_name("N")
-        ->check(CLI::Range(0, 255));
+        ->check(CLI::Validator(CLI::Range(0, 255)).description(""));
     app->add_flag("-f,--force", options.force, "Release the lock whoever owns it (root, or the lock directory's owner)");
     cli::add_host_options(*app, options.host);
     return cli::run(*app, argc, argv, [&] { return run_vunlock(options, std::cerr); });
