@@ -56,11 +56,6 @@ EOF
     counter=$(cat "$T/counter")
     echo "kills $kills, sections entered $entries, completed $exits, counter $counter"
     echo "# kills $kills, sections $exits, counter $counter" >&3
-    ((kills >= 20))
-    ((exits >= 50))
-    [ "$entries" -eq "$exits" ]
-    [ "$counter" -eq "$exits" ]
-
     # Entries and exits strictly alternate, by the same process, in time order.
     awk '
         { if ($2 < last) { print "time went back at line " NR ": " $0; bad = 1 } last = $2 }
@@ -68,6 +63,11 @@ EOF
         $1 == "exit" { if (!inside || $3 != holder) { print "unmatched exit at line " NR ": " $0; bad = 1 } inside = 0 }
         END { exit bad }
     ' "$T/events"
+    [ "$counter" -eq "$exits" ]
+    [ "$entries" -eq "$exits" ]
+    # The run was a real test: the chaos hit, and work got done.
+    ((kills >= 20))
+    ((exits >= 50))
 
     # Nothing is left held or queued by a dead process.
     run "$VLOCK" --list "$V"
