@@ -1,0 +1,353 @@
+// The inotify backend: one watch per directory. A target is reached through
+// named interests on each directory on the way to it, so a path that does not
+// exist yet (or is removed and re-created) is picked up when it appears; the
+// target directory itself and, to its depth, the directories beneath carry
+// "all entries" interests. Several volumes may share a directory: a watch
+// lives as long as any interest in it.
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <set>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <tuple>
+#include <unistd.h>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "volwatch/fd.hpp"
+#include "volwatch/staleness.hpp"
+#include "volwatch/watcher.hpp"
+
+namespace volwatch {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::uint32_t watch_mask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM |
+                                     IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW |
+                                     IN_EXCL_UNLINK;
+
+std::vector<std::string> split_path(const std::string& relpath) {
+    std::vector<std::string> parts;
+    std::size_t i = 0;
+    while (i < relpath.size()) {
+        std::size_t slash = relpath.find('/', i);
+        if (slash == std::string::npos) slash = relpath.size();
+        if (slash > i && relpath.compare(i, slash - i, ".") != 0) parts.push_back(relpath.substr(i, slash - i));
+        i = slash + 1;
+    }
+    return parts;
+}
+
+std::string max_watches_text() {
+    std::ifstream in("/proc/sys/fs/inotify/max_user_watches");
+    std::string value;
+    in >> value;
+    return value.empty() ? "?" : value;
+}
+
+class InotifyWatcher final : public Watcher {
+public:
+    InotifyWatcher() : fd_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+        if (!fd_) throw Failure(ExitCode::internal, fmt::format("inotify_init1: {}", std::strerror(errno)));
+    }
+
+    [[nodiscard]] std::string_view name() const override { return "inotify"; }
+    [[nodiscard]] int fd() const override { return fd_.get(); }
+
+    Result<WatchSetup> add(WatchKey key, const WatchPlan& plan) override {
+        setup_ = WatchSetup{};
+        std::size_t before = nodes_.size();
+        // The nearest existing ancestor of the root stands in for it until it exists.
+        fs::path base = plan.root;
+        std::string prefix;
+        struct stat st {};
+        while (::lstat(base.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+            if (!base.has_relative_path()) break;
+            prefix = prefix.empty() ? base.filename().string() : base.filename().string() + "/" + prefix;
+            base = base.parent_path();
+        }
+        for (const WatchTarget& target : plan.targets) {
+            Owner owner;
+            owner.key = key;
+            owner.role = target.role;
+            owner.depth = target.depth;
+            owner.base = base.string();
+            owner.device = st.st_dev;
+            owner.relpath = prefix.empty() ? target.relpath : prefix + "/" + target.relpath;
+            owner.skip = prefix.empty() ? state_relpath : prefix + "/" + state_relpath;
+            owner.live = true;
+            std::uint32_t index = new_owner(std::move(owner));
+            setup_target(index);
+        }
+        setup_.watches = nodes_.size() - before;
+        if (nodes_.empty() && !setup_.complete) return Problem{ExitCode::internal, setup_.problem};
+        // Count what this key watches, shared directories included.
+        std::size_t mine = 0;
+        for (const auto& [wd, node] : nodes_)
+            for (const auto& interest : node.interests)
+                if (owners_[interest.owner].key == key) {
+                    ++mine;
+                    break;
+                }
+        setup_.watches = mine;
+        return setup_;
+    }
+
+    void remove(WatchKey key) override {
+        bool any = false;
+        for (std::uint32_t i = 0; i < owners_.size(); ++i) {
+            if (owners_[i].live && owners_[i].key == key) {
+                owners_[i].live = false;
+                free_owners_.push_back(i);
+                any = true;
+            }
+        }
+        if (!any) return;
+        for (auto it = nodes_.begin(); it != nodes_.end();) {
+            auto& interests = it->second.interests;
+            interests.erase(std::remove_if(interests.begin(), interests.end(),
+                                           [&](const Interest& in) { return !owners_[in.owner].live; }),
+                            interests.end());
+            if (interests.empty()) {
+                ::inotify_rm_watch(fd_.get(), it->first);
+                it = nodes_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
+    void read_events(std::vector<WatchEvent>& out) override {
+        alignas(inotify_event) char buffer[64 * 1024];
+        std::set<std::tuple<WatchKey, WatchEventKind, WatchRole>> seen;
+        auto emit = [&](WatchKey key, WatchEventKind kind, WatchRole role, std::string path) {
+            if (seen.emplace(key, kind, role).second) out.push_back(WatchEvent{key, kind, role, std::move(path)});
+        };
+        for (;;) {
+            ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) break;
+            for (char* p = buffer; p < buffer + n;) {
+                auto* ev = reinterpret_cast<inotify_event*>(p);
+                p += sizeof(inotify_event) + ev->len;
+                handle(*ev, emit);
+            }
+        }
+    }
+
+private:
+    struct Owner {
+        WatchKey key = 0;
+        WatchRole role = WatchRole::source;
+        unsigned depth = 0;
+        std::string base;     // existing directory the relpath starts from
+        dev_t device = 0;     // base's device: recursion stays on it
+        std::string relpath;  // the target, relative to base
+        std::string skip;     // volwatch's state directory, never watched
+        bool live = false;
+    };
+    // An interest of an owner in a watched directory: every entry (child
+    // empty, at `level` below the target) or one named entry on the way.
+    struct Interest {
+        std::uint32_t owner = 0;
+        std::uint32_t level = 0;
+        std::string child;
+        [[nodiscard]] bool operator==(const Interest&) const = default;
+    };
+    struct Node {
+        int parent = -1;   // -1: name is an absolute path
+        std::string name;
+        std::vector<Interest> interests;
+    };
+
+    std::uint32_t new_owner(Owner owner) {
+        if (!free_owners_.empty()) {
+            std::uint32_t index = free_owners_.back();
+            free_owners_.pop_back();
+            owners_[index] = std::move(owner);
+            return index;
+        }
+        owners_.push_back(std::move(owner));
+        return static_cast<std::uint32_t>(owners_.size() - 1);
+    }
+
+    [[nodiscard]] std::string path_of(int wd) const {
+        std::vector<const std::string*> parts;
+        for (auto it = nodes_.find(wd); it != nodes_.end(); it = nodes_.find(it->second.parent)) {
+            parts.push_back(&it->second.name);
+            if (it->second.parent < 0) break;
+        }
+        std::string path;
+        for (auto p = parts.rbegin(); p != parts.rend(); ++p) {
+            if (!path.empty() && path.back() != '/') path += '/';
+            path += **p;
+        }
+        return path;
+    }
+
+    // Watches the directory at `path`; -1 when it cannot (noted in setup_).
+    int ensure_watch(const std::string& path, int parent, const std::string& name) {
+        int wd = ::inotify_add_watch(fd_.get(), path.c_str(), watch_mask);
+        if (wd < 0) {
+            if (errno == ENOSPC || errno == ENOMEM) {
+                if (setup_.complete)
+                    setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached (fs.inotify.max_user_watches={}) at {}",
+                                                                   max_watches_text(), path)
+                                                     : fmt::format("out of kernel memory for inotify watches at {}", path);
+                setup_.complete = false;
+            }
+            return -1;
+        }
+        auto [it, inserted] = nodes_.try_emplace(wd);
+        if (inserted || it->second.parent != parent) {
+            // New, or moved/renamed since: remember where it is now.
+            it->second.parent = parent;
+            it->second.name = name;
+        }
+        return wd;
+    }
+
+    static void add_interest(Node& node, Interest interest) {
+        if (std::find(node.interests.begin(), node.interests.end(), interest) == node.interests.end())
+            node.interests.push_back(std::move(interest));
+    }
+
+    void setup_target(std::uint32_t index) {
+        const Owner owner = owners_[index];
+        std::string path = owner.base;
+        int wd = ensure_watch(path, -1, path);
+        if (wd < 0) return;
+        std::vector<std::string> parts = split_path(owner.relpath);
+        std::string rel;
+        for (std::size_t i = 0; i < parts.size(); ++i) {
+            add_interest(nodes_[wd], Interest{index, 0, parts[i]});
+            std::string next = path == "/" ? "/" + parts[i] : path + "/" + parts[i];
+            rel = rel.empty() ? parts[i] : rel + "/" + parts[i];
+            struct stat st {};
+            if (::lstat(next.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;  // missing, or a file: watched by name
+            if (i + 1 < parts.size()) {
+                wd = ensure_watch(next, wd, parts[i]);
+                if (wd < 0) return;
+                path = std::move(next);
+            } else if (owner.depth > 0) {
+                walk(index, next, rel, wd, parts[i], 0);
+            }
+        }
+    }
+
+    // Watches `path` (at `level` below the owner's target) and the
+    // directories beneath it down to the owner's depth, without following
+    // symlinks or leaving the base's file system.
+    void walk(std::uint32_t index, const std::string& path, const std::string& rel, int parent, const std::string& name,
+              std::uint32_t level) {
+        struct Item {
+            std::string path, rel;
+            int parent;
+            std::string name;
+            std::uint32_t level;
+        };
+        std::vector<Item> stack{{path, rel, parent, name, level}};
+        while (!stack.empty() && setup_.complete) {
+            Item item = std::move(stack.back());
+            stack.pop_back();
+            const Owner& owner = owners_[index];
+            if (item.rel == owner.skip) continue;
+            int wd = ensure_watch(item.path, item.parent, item.name);
+            if (wd < 0) continue;
+            add_interest(nodes_[wd], Interest{index, item.level, {}});
+            if (item.level + 1 >= owner.depth) continue;
+            UniqueFd dir(::open(item.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!dir) continue;
+            struct stat st {};
+            if (::fstat(dir.get(), &st) != 0 || st.st_dev != owner.device) continue;
+            DIR* stream = ::fdopendir(dir.release());
+            if (stream == nullptr) continue;
+            while (dirent* entry = ::readdir(stream)) {
+                std::string_view child = entry->d_name;
+                if (child == "." || child == "..") continue;
+                bool is_dir = entry->d_type == DT_DIR;
+                if (entry->d_type == DT_UNKNOWN) {
+                    struct stat cst {};
+                    is_dir = ::fstatat(::dirfd(stream), entry->d_name, &cst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cst.st_mode);
+                }
+                if (!is_dir) continue;
+                stack.push_back(Item{item.path + "/" + entry->d_name, item.rel + "/" + entry->d_name, wd, entry->d_name,
+                                     item.level + 1});
+            }
+            ::closedir(stream);
+        }
+    }
+
+    template <class Emit>
+    void handle(const inotify_event& ev, Emit& emit) {
+        if ((ev.mask & IN_Q_OVERFLOW) != 0) {
+            emit(0, WatchEventKind::overflow, WatchRole::source, "");
+            return;
+        }
+        auto it = nodes_.find(ev.wd);
+        if (it == nodes_.end()) return;
+        if ((ev.mask & IN_IGNORED) != 0) {
+            // The kernel dropped the watch (directory gone, file system unmounted).
+            nodes_.erase(it);
+            return;
+        }
+        std::vector<Interest> interests = it->second.interests;  // setup below may rehash nodes_
+        if ((ev.mask & IN_UNMOUNT) != 0) {
+            for (const auto& interest : interests)
+                if (owners_[interest.owner].live) emit(owners_[interest.owner].key, WatchEventKind::unmounted, owners_[interest.owner].role, "");
+            return;
+        }
+        std::string name = ev.len > 0 ? std::string(ev.name) : std::string();
+        bool appeared = (ev.mask & (IN_CREATE | IN_MOVED_TO)) != 0;
+        bool dir_appeared = appeared && (ev.mask & IN_ISDIR) != 0;
+        std::string dir_path;
+        for (const auto& interest : interests) {
+            if (interest.owner >= owners_.size() || !owners_[interest.owner].live) continue;
+            const Owner& owner = owners_[interest.owner];
+            if (interest.child.empty()) {
+                if (dir_path.empty()) dir_path = path_of(ev.wd);
+                std::string full = name.empty() ? dir_path : dir_path + "/" + name;
+                emit(owner.key, WatchEventKind::changed, owner.role, relative(owner, full));
+                if (dir_appeared && interest.level + 1 < owner.depth) {
+                    setup_ = WatchSetup{};
+                    walk(interest.owner, full, relative(owner, full), ev.wd, name, interest.level + 1);
+                    if (!setup_.complete) emit(owner.key, WatchEventKind::limit_reached, owner.role, setup_.problem);
+                }
+            } else if (interest.child == name) {
+                if (dir_path.empty()) dir_path = path_of(ev.wd);
+                emit(owner.key, WatchEventKind::changed, owner.role, relative(owner, dir_path + "/" + name));
+                if (appeared) {
+                    setup_ = WatchSetup{};
+                    setup_target(interest.owner);
+                    if (!setup_.complete) emit(owner.key, WatchEventKind::limit_reached, owner.role, setup_.problem);
+                }
+            }
+        }
+    }
+
+    [[nodiscard]] static std::string relative(const Owner& owner, const std::string& full) {
+        if (full.size() > owner.base.size() && full.compare(0, owner.base.size(), owner.base) == 0) {
+            std::size_t skip = owner.base.size() + (owner.base.back() == '/' ? 0 : 1);
+            return full.substr(std::min(skip, full.size()));
+        }
+        return full;
+    }
+
+    UniqueFd fd_;
+    std::vector<Owner> owners_;
+    std::vector<std::uint32_t> free_owners_;
+    std::unordered_map<int, Node> nodes_;
+    WatchSetup setup_;
+};
+
+}  // namespace
+
+std::unique_ptr<Watcher> make_inotify_watcher() { return std::make_unique<InotifyWatcher>(); }
+
+}  // namespace volwatch
