@@ -11,6 +11,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -431,6 +432,14 @@ UniqueFd watch_record(const LockFile& file) {
     return inotify;
 }
 
+// After a wake-up: whether the record now calls for a critical section
+// (we may take the lock, or our queue entry is gone) rather than more sleep.
+bool refresh_needs_attempt(const LockRecord& view, const ProcessIdentity& me) {
+    bool queued = std::any_of(view.waiters.begin(), view.waiters.end(),
+                              [&](const LockWaiter& w) { return same_process(w.who, me); });
+    return !queued || view.damaged || may_take(view, me, is_alive);
+}
+
 void drain(int fd) {
     char buffer[4096];
     while (::read(fd, buffer, sizeof buffer) > 0) {
@@ -452,11 +461,9 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
     const bool forever = may_wait && *request.wait == Duration::max();
     const auto deadline = may_wait && !forever ? start + *request.wait : start;
 
+    // Created only once queued (an uncontended lock never pays for it), and
+    // followed by a fresh look, so no change between the two slips by unseen.
     UniqueFd inotify;
-    if (may_wait) {
-        inotify = watch_record(*file);  // before the first look, so no change can slip by unseen
-        if (!inotify) return system_problem(file->path(), "inotify", errno);
-    }
     auto give_up = [&](std::string message) -> Result<Grant> {
         auto removed = file->update([&](LockRecord& record) { return remove_waiter(record, me); });
         if (!removed) return removed.problem();
@@ -475,13 +482,22 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
             switch (attempt->outcome) {
             case Outcome::granted:
                 return Grant{attempt->record,
-                             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start)};
+                             std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start),
+                             std::move(inotify)};
             case Outcome::busy: return Problem{ExitCode::busy, attempt->message};
             case Outcome::reboot: return Problem{ExitCode::reboot_in_progress, attempt->message};
             case Outcome::owners_gone: return Problem{ExitCode::internal, attempt->message};
             case Outcome::queued: break;
             }
             view = std::move(attempt->record);
+            if (!inotify) {
+                inotify = watch_record(*file);
+                if (!inotify) return system_problem(file->path(), "inotify", errno);
+                auto current = file->read();
+                if (!current) return current.problem();
+                view = std::move(*current);
+                if (refresh_needs_attempt(view, me)) continue;
+            }
         }
 
         // Sleep until the record changes, a watched process exits, the
@@ -523,10 +539,38 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
         auto current = file->read();
         if (!current) return current.problem();
         view = std::move(*current);
-        bool queued = std::any_of(view.waiters.begin(), view.waiters.end(),
-                                  [&](const LockWaiter& w) { return same_process(w.who, me); });
-        need_attempt = !queued || view.damaged || may_take(view, me, is_alive);
+        need_attempt = refresh_needs_attempt(view, me);
     }
+}
+
+void retire_watch(UniqueFd watch) {
+    if (!watch) return;
+    int gate[2];
+    if (::pipe2(gate, O_CLOEXEC) != 0) return;  // watch closes here, slowly
+    pid_t child = ::fork();
+    if (child == 0) {
+        if (::fork() == 0) {
+            // Keep only the watch and the gate: holding the caller's stdout
+            // or another inherited pipe would hold up whoever reads it.
+            unsigned low = static_cast<unsigned>(std::min(watch.get(), gate[0]));
+            unsigned high = static_cast<unsigned>(std::max(watch.get(), gate[0]));
+            if (low > 0) ::close_range(0, low - 1, 0);
+            if (high > low + 1) ::close_range(low + 1, high - 1, 0);
+            ::close_range(high + 1, ~0U, 0);
+            char byte;
+            while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+            }
+            ::_exit(0);  // closes the last reference to the watch
+        }
+        ::_exit(0);
+    }
+    ::close(gate[0]);
+    if (child > 0) {
+        while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+        }
+    }
+    watch.reset();  // cheap while the grandchild still holds a reference
+    ::close(gate[1]);
 }
 
 // ---- Release and accounting

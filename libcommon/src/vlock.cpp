@@ -256,6 +256,7 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     }
     if (::write(go_write.get(), "x", 1) != 1) throw Failure(ExitCode::internal, "cannot start the command");
     go_write.reset();
+    retire_watch(std::move(grant->watch));
 
     int status = 0;
     for (;;) {
@@ -325,6 +326,7 @@ ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream&
         if (int sig = signals.next()) return static_cast<ExitCode>(128 + sig);
         return refuse(target, grant.problem(), options, out, err);
     }
+    retire_watch(std::move(grant->watch));
     if (options.json)
         out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
                     {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}}

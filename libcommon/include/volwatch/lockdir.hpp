@@ -157,7 +157,14 @@ struct AcquireRequest {
 struct Grant {
     LockRecord record;                   // as written when the lock was granted
     std::chrono::milliseconds waited{0};
+    UniqueFd watch;                      // the inotify instance of a waiter that slept; see retire_watch
 };
+
+/// Closes a waiter's inotify instance off the caller's path. The kernel
+/// tears one down only after an SRCU grace period (about 10 ms, measured on
+/// 6.x), which a plain close() or the process's exit would wait for: a
+/// detached grandchild holding the last reference pays it instead.
+void retire_watch(UniqueFd watch);
 
 /// Takes the lock of volume `volume_id` for `request.owners`, in FIFO order
 /// with other waiters. Fails with busy ("busy: held by ...") when not
