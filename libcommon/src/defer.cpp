@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fstream>
 #include <sstream>
+#include <csignal>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -93,7 +94,12 @@ std::optional<DeferHolder> find_defer_holder(const std::vector<fs::path>& paths,
         bool found = false;
         std::vector<pid_t> pids = lock_holders(locks, st.st_dev, st.st_ino, found);
         if (found) {
-            if (pids.empty()) pids = openers(st.st_dev, st.st_ino, self);  // OFD locks show no pid
+            // OFD locks show no pid, and a flock(2) lock shows whoever took
+            // it even after it exited while an inherited descriptor keeps
+            // it: then whoever has the file open holds it.
+            pids.erase(std::remove_if(pids.begin(), pids.end(), [](pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }),
+                       pids.end());
+            if (pids.empty()) pids = openers(st.st_dev, st.st_ino, self);
             return DeferHolder{path, std::move(pids), "lock"};
         }
         std::vector<pid_t> open = openers(st.st_dev, st.st_ino, self);

@@ -123,6 +123,7 @@ struct WatchedVolume {
     bool locked = false;
     bool check_after_unlock = false;
     bool gave_up_logged = false;
+    bool deferring = false;
     int failures = 0;
     int attempts = 0;
     std::map<pid_t, LoopFd> owners;   // pidfds of live lock owners
@@ -643,11 +644,18 @@ private:
         loop_.cancel_timer(vol->defer_timer);
         vol->defer_timer = 0;
         auto holder = find_defer_holder(host_.defer_while, ::getpid());
-        if (!holder) return false;
+        if (!holder) {
+            if (vol->deferring) log_.log(LogLevel::info, fmt::format("{}: deferral over", vol->volume.root.string()));
+            vol->deferring = false;
+            return false;
+        }
         std::string pids;
         for (pid_t pid : holder->pids) pids += fmt::format("{}{}", pids.empty() ? "" : ", ", pid);
-        log_.log(LogLevel::info, fmt::format("{}: rebuild deferred: {} is held{}", vol->volume.root.string(), holder->path.string(),
-                                             pids.empty() ? "" : fmt::format(" by pid {}", pids)));
+        // Announced once per deferral; the re-checks while it lasts are debug.
+        log_.log(vol->deferrers.empty() && vol->defer_timer == 0 && !vol->deferring ? LogLevel::info : LogLevel::debug,
+                 fmt::format("{}: rebuild deferred: {} is held{}", vol->volume.root.string(), holder->path.string(),
+                             pids.empty() ? "" : fmt::format(" by pid {}", pids)));
+        vol->deferring = true;
         bool watched_all = !holder->pids.empty();
         for (pid_t pid : holder->pids) {
             auto who = identify_process(pid);

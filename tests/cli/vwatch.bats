@@ -1,0 +1,259 @@
+#!/usr/bin/env bats
+# End-to-end tests of the real vwatch daemon on sandbox volumes, with a
+# stand-in vrebuild (VOLWATCH_VREBUILD) that records every launch. Waits are
+# bounded polls of the daemon's log; nothing asserts on a fixed sleep.
+
+bats_require_minimum_version 1.5.0
+
+load common
+load vwatch
+
+setup() {
+    make_sandbox
+    make_fake_vrebuild
+}
+
+teardown() {
+    stop_vwatch
+    [[ -n ${holder:-} ]] && kill -9 "$holder" 2>/dev/null
+    remove_sandbox
+}
+
+# started: the sandbox volume had its first rebuild and is clean.
+start_clean() {
+    start_vwatch --settle 200ms --startup-delay 0 "$@"
+    wait_until_clean 1
+    [ "$(rebuild_count)" -eq 1 ]
+}
+
+@test "a stale volume is rebuilt at start, then a source change leads to exactly one rebuild after the settle time" {
+    start_clean
+    local before=$(date +%s%N)
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for_log "$VOL: clean" 15 2
+    [ "$(rebuild_count)" -eq 2 ]
+    # The rebuild started no sooner than the settle time after the change.
+    local started=$(awk '/^start/ { t = $2 } END { print t }' "$SANDBOX/rebuilds.log")
+    started=${started/./}
+    (( (${started:0:13} - before / 1000000) >= 190 ))
+    grep -q "cache updated by vrebuild .* event=cache-updated" "$LOG"
+    grep -q -- "--low-priority --config $HOST --lock-dir $SANDBOX/locks $VOL\$" "$SANDBOX/rebuilds.log"
+}
+
+@test "a burst of 1,000 changes leads to exactly one rebuild" {
+    start_vwatch --settle 600ms --startup-delay 0
+    wait_until_clean 1
+    local i
+    for ((i = 0; i < 1000; i++)); do echo "$i" > "$VOL/src/modules/kernel/m$i.ko"; done
+    wait_for_log "$VOL: clean" 20 2
+    [ "$(rebuild_count)" -eq 2 ]
+}
+
+@test "a change during a rebuild leads to one more rebuild after it" {
+    start_clean
+    echo 1.5 > "$SANDBOX/fake-sleep"
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]"
+    echo "module c" > "$VOL/src/modules/kernel/c.ko"
+    rm "$SANDBOX/fake-sleep"
+    wait_for "[[ \$(rebuild_count) -eq 3 ]]" 15
+    wait_for_log "$VOL: clean" 15 2
+    [ "$(rebuild_count)" -eq 3 ]
+    # The third started after the second ended: one at a time.
+    awk '/^start/ { if (ended != "" && $2 < ended) exit 1 } /^end/ { ended = $2 }' "$SANDBOX/rebuilds.log"
+}
+
+@test "no automatic rebuild during the start-up delay, then one check of every volume" {
+    start_vwatch --settle 200ms --startup-delay 2s
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for_log "start-up delay over; checking every volume" 15
+    [ "$(rebuild_count)" -le 1 ]
+    wait_until_clean 1
+    [ "$(rebuild_count)" -eq 1 ]
+    # Nothing was launched before the delay ended.
+    local over started
+    over=$(grep -n "start-up delay over" "$LOG" | head -1 | cut -d: -f1)
+    started=$(grep -n "started .*fake-vrebuild" "$LOG" | head -1 | cut -d: -f1)
+    (( started > over ))
+}
+
+@test "the volume config edited, broken and fixed: re-read, one clear line, resumed" {
+    start_clean
+    local config=$VOL/etc/volwatch/bootcaches.toml
+    cp "$config" "$SANDBOX/good.toml"
+    sed -i 's/depth   = "deep"/depth   = "shallow"/' "$config"
+    wait_for_log "$VOL: re-read its config" 10
+    echo 'version = 1
+[[cache]]
+name = "pack"
+bogus_key = 1' > "$config"
+    wait_for_log "$VOL: not watching: .*bootcaches.toml" 10
+    [ "$(log_count "not watching")" -eq 1 ]
+    # While broken, source changes are not acted on.
+    echo "module x" > "$VOL/src/modules/kernel/x.ko"
+    cp "$SANDBOX/good.toml" "$config"
+    wait_for_log "$VOL: config is valid again; resumed watching" 10
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
+    [ "$(log_count "not watching")" -eq 1 ]
+}
+
+@test "the volume directory deleted while its settle timer is pending: no crash, no rebuild" {
+    start_vwatch --settle 1s --startup-delay 0
+    wait_until_clean 1
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for_log "source changed \(src/modules/kernel/b.ko\)"
+    rm -rf "$VOL"
+    wait_for_log "$VOL: stopped watching" 10
+    wait_for_log "$VOL: does not exist yet; watching for it" 10
+    kill -0 "$VWATCH_PID"
+    [ "$(rebuild_count)" -eq 1 ]
+    ! grep -q "started .*fake-vrebuild" <(sed -n '/stopped watching/,$p' "$LOG")
+}
+
+@test "an explicit volume that appears later is picked up" {
+    local vol2=$SANDBOX/later/vol2
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\", \"$vol2\"]|" "$HOST"
+    start_clean
+    grep -q "$vol2: does not exist yet; watching for it" "$LOG"
+    mkdir -p "$vol2/etc/volwatch" "$vol2/src" "$vol2/out"
+    echo data > "$vol2/src/file"
+    cp "$VOL/etc/volwatch/bootcaches.toml" "$vol2/etc/volwatch/bootcaches.toml"
+    wait_for_log "$vol2: watching \(path-" 10
+    wait_for "grep -q -- ' $vol2\$' '$SANDBOX/rebuilds.log'" 10
+}
+
+@test "a change arriving after its volume was re-read drops the stale rebuild result (generation check)" {
+    start_clean
+    echo 1.5 > "$SANDBOX/fake-sleep"
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]"
+    # Re-read the volume (a new generation) while its rebuild runs.
+    sed -i 's/depth   = "deep"/depth   = "shallow"/' "$VOL/etc/volwatch/bootcaches.toml"
+    wait_for_log "$VOL: re-read its config" 10
+    wait_for_log "dropped the result of vrebuild pid [0-9]+ for path-[0-9a-f]+: generation [0-9]+ is stale, now [0-9]+" 10
+    kill -0 "$VWATCH_PID"
+}
+
+@test "a lock owner killed: the failure is recorded within a second, by vwatch alone" {
+    [[ -x $VLOCK ]] || skip "vlock was not built"
+    start_clean
+    bash -c "'$VLOCK' '$VOL' && exec sleep 60" &
+    holder=$!
+    wait_for_log "$VOL: busy \(locked\); refusing unmount" 10
+    kill -9 "$holder"
+    local killed=$(date +%s%N)
+    wait_for_log "exited without unlocking.*event=update-failed" 5
+    local noticed=$(date +%s%N)
+    (( (noticed - killed) / 1000000 < 1500 ))
+    grep -q '^failures=1$' "$SANDBOX"/locks/volumes/*.lock
+    holder=
+}
+
+@test "a queue overflow is logged once and leads to a re-check" {
+    start_clean
+    kill -STOP "$VWATCH_PID"
+    local max=$(cat /proc/sys/fs/inotify/max_queued_events)
+    # Each create-and-write is at least three events; overflow the queue.
+    local i
+    for ((i = 0; i < max / 2 + 100; i++)); do echo > "$VOL/src/modules/kernel/f$i"; done
+    kill -CONT "$VWATCH_PID"
+    wait_for_log "inotify event queue overflowed; re-checking every volume" 10
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 15
+    [ "$(log_count "overflowed")" -eq 1 ]
+}
+
+@test "defer_while: a held lock file defers the rebuild until it is released" {
+    command -v flock >/dev/null || skip "flock (util-linux) is not installed"
+    local lockfile=$SANDBOX/dpkg-lock-frontend
+    : > "$lockfile"
+    sed -i "/^volumes = /a defer_while = [\"$lockfile\"]" "$HOST"
+    start_clean
+    # -o: the lock stays with flock itself, not with the command it runs.
+    flock -o "$lockfile" sleep 60 &
+    holder=$!
+    wait_for "grep -q 'FLOCK.*:$(stat -c %i "$lockfile") ' /proc/locks" 5
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for_log "$VOL: rebuild deferred: $lockfile is held by pid" 10
+    [ "$(rebuild_count)" -eq 1 ]
+    local children=$(pgrep -P "$holder")
+    kill "$holder" $children
+    holder=
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
+}
+
+@test "idle is idle: no wake-ups over 10 seconds without events" {
+    start_clean
+    sleep 0.5
+    local before after
+    before=$(awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$VWATCH_PID/status")
+    sleep 10
+    after=$(awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$VWATCH_PID/status")
+    echo "# context switches over 10 s: $((after - before))" >&3
+    (( after - before <= 3 ))
+}
+
+@test "SIGHUP re-reads the configs; SIGTERM exits 0 and leaves a running rebuild to finish" {
+    start_clean
+    kill -HUP "$VWATCH_PID"
+    wait_for_log "SIGHUP: re-reading the configs and re-scanning mounts"
+    wait_for_log "$VOL: watching \(path-" 10 2
+    echo 2 > "$SANDBOX/fake-sleep"
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]"
+    kill -TERM "$VWATCH_PID"
+    local rc=0
+    wait "$VWATCH_PID" || rc=$?
+    VWATCH_PID=
+    [ "$rc" -eq 0 ]
+    grep -q "exiting; 1 rebuild left running" "$LOG"
+    wait_for "[[ \$(grep -c '^end' '$SANDBOX/rebuilds.log') -eq 2 ]]" 10
+}
+
+@test "NOTIFY_SOCKET gets READY=1 once the watches are in place, and STATUS lines" {
+    command -v python3 >/dev/null || skip "python3 is not installed"
+    local socket=$SANDBOX/notify.sock
+    python3 - "$socket" "$SANDBOX/notify.out" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(30)
+with open(sys.argv[2], "a", buffering=1) as out:
+    while True:
+        try:
+            out.write(s.recv(4096).decode().replace("\n", "|") + "\n")
+        except socket.timeout:
+            break
+PY
+    holder=$!
+    wait_for "[[ -S '$socket' ]]" 5
+    NOTIFY_SOCKET=$socket start_clean
+    wait_for "grep -q '^READY=1' '$SANDBOX/notify.out'" 5
+    wait_for "grep -q '^STATUS=watching 1 volume: 0 stale, 0 locked, 0 rebuilding' '$SANDBOX/notify.out'" 5
+    # READY came after the volume was watched.
+    grep -q "$VOL: watching" "$LOG"
+}
+
+@test "usage errors exit 64; an invalid host config exits 78 before watching anything" {
+    run --separate-stderr "$VWATCH" --log-level loud
+    [ "$status" -eq 64 ]
+    [[ $stderr == *"Try 'vwatch --help'."* ]]
+    run --separate-stderr "$VWATCH" --settle soon
+    [ "$status" -eq 64 ]
+    echo 'settle = 5' > "$SANDBOX/bad.toml"
+    run --separate-stderr "$VWATCH" --config "$SANDBOX/bad.toml"
+    [ "$status" -eq 78 ]
+    [[ $stderr == "vwatch: $SANDBOX/bad.toml:1"* ]]
+}
+
+@test "with the real vrebuild: a source change is rebuilt and the volume ends clean" {
+    [[ -n ${VREBUILD:-} && -x $VREBUILD ]] || skip "vrebuild was not built"
+    unset VOLWATCH_VREBUILD
+    export VOLWATCH_VREBUILD=$VREBUILD
+    start_vwatch --settle 200ms --startup-delay 0
+    wait_for_log "cache updated by vrebuild" 20
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    wait_for_log "cache updated by vrebuild" 20 2
+    wait_for "'$VCHECK' --quiet '$VOL'" 10
+}
