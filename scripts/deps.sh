@@ -7,7 +7,7 @@ set -euo pipefail
 build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev libboost-dev
                 nlohmann-json3-dev scdoc)
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
-               clang libclang-rt-14-dev)
+               clang libclang-rt-14-dev zsh fish bash-completion)
 
 want=("${build_packages[@]}")
 if [[ "${1:-build}" == test ]]; then want+=("${test_packages[@]}"); fi

@@ -178,10 +178,19 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         return finish(HelperOutcome::would_update, fmt::format("would copy {} files ({} bytes) into slot {}", files.size(), new_bytes, slot));
     }
 
-    // 1. Unseal the non-live slot (manifest first), then empty it.
     std::error_code ec;
     fs::create_directories(base, ec);
     if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", base.string(), ec.message()));
+    // 0. A crash may have left the live pointer only in current.new. Move it
+    // to current first: step 4 rewrites current.new, which must then never
+    // be the only file naming the live slot.
+    if (live && live->pointer_file == "current.new") {
+        if (::rename((base / "current.new").c_str(), (base / "current").c_str()) != 0)
+            return finish(HelperOutcome::failed, fmt::format("{}: rename: {}", base.string(), std::strerror(errno)));
+        if (auto synced = fsync_path(base); !synced) return finish(HelperOutcome::failed, synced.problem().message);
+    }
+
+    // 1. Unseal the non-live slot (manifest first), then empty it.
     if (fs::exists(slot_dir / "MANIFEST.json", ec)) {
         fs::remove(slot_dir / "MANIFEST.json", ec);
         if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);

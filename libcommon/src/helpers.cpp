@@ -114,7 +114,7 @@ std::optional<LivePointer> read_live_pointer(const fs::path& target) {
         if (!manifest_text) continue;
         auto manifest = parse_manifest(*manifest_text);
         if (!manifest || manifest->generation != pointer->second) continue;
-        best = LivePointer{pointer->first, pointer->second, std::move(*manifest)};
+        best = LivePointer{pointer->first, pointer->second, std::move(*manifest), name};
     }
     return best;
 }

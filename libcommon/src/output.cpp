@@ -12,7 +12,7 @@ namespace volwatch {
 
 bool use_color(int fd) {
     const char* no_color = std::getenv("NO_COLOR");
-    if (no_color != nullptr) return false;
+    if (no_color != nullptr && *no_color != '\0') return false;  // no-color.org: present and not empty
     const char* term = std::getenv("TERM");
     if (term != nullptr && std::string_view(term) == "dumb") return false;
     return ::isatty(fd) == 1;

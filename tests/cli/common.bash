@@ -2,12 +2,17 @@
 # own host config and lock directory, and the programs under test from CTest.
 
 : "${VOLWATCH_BUILD_DIR:?run through ctest, or set VOLWATCH_BUILD_DIR}"
+# Debian's interpreter: it has python3-jsonschema, and starts in 30 ms where
+# a version manager's shim may take ten times that.
+if [[ -x /usr/bin/python3 ]]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+export PYTHON
 VCHECK=${VCHECK:-$VOLWATCH_BUILD_DIR/tools/vcheck}
 
-# make_sandbox: creates $SANDBOX with vol/ (a volume with one deep cache
-# "pack" over src/ producing out/pack.tgz), locks/ and host.toml.
+# make_sandbox [BASE]: creates $SANDBOX (under BASE, default $BATS_TMPDIR)
+# with vol/ (a volume with one deep cache "pack" over src/ producing
+# out/pack.tgz), locks/ and host.toml.
 make_sandbox() {
-    SANDBOX=$(mktemp -d "${BATS_TMPDIR:-/tmp}/volwatch-cli.XXXXXX")
+    SANDBOX=$(mktemp -d "${1:-${BATS_TMPDIR:-/tmp}}/volwatch-cli.XXXXXX")
     chmod 755 "$SANDBOX"
     VOL=$SANDBOX/vol
     HOST=$SANDBOX/host.toml

@@ -54,7 +54,7 @@ teardown() { remove_sandbox; }
     make_product_fresh
     run "$VCHECK" --json "$VOL"
     [ "$status" -eq 0 ]
-    echo "$output" | python3 -c '
+    echo "$output" | "$PYTHON" -c '
 import json, sys
 doc = json.load(sys.stdin)
 v = doc["volumes"][0]
@@ -69,11 +69,11 @@ assert doc["exit_code"] == 0
 }
 
 @test "--json validates against docs/schema/vcheck.schema.json" {
-    python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema is not installed"
+    "$PYTHON" -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema is not installed"
     run "$VCHECK" --format=json "$VOL"
     [ "$status" -eq 1 ]
     echo "$output" > "$SANDBOX/out.json"
-    python3 - "$VOLWATCH_SOURCE_DIR/docs/schema/vcheck.schema.json" "$SANDBOX/out.json" <<'PY'
+    "$PYTHON" - "$VOLWATCH_SOURCE_DIR/docs/schema/vcheck.schema.json" "$SANDBOX/out.json" <<'PY'
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1]))
 doc = json.load(open(sys.argv[2]))
@@ -88,7 +88,7 @@ PY
     [[ "$output" == *"# TYPE volwatch_cache_stale gauge"* ]]
     [[ "$output" == *"volwatch_cache_stale{volume=\"$VOL\",id=\"path-"*"\",cache=\"pack\"} 1"* ]]
     # Every line is a comment or "name{labels} number".
-    echo "$output" | python3 -c '
+    echo "$output" | "$PYTHON" -c '
 import re, sys
 sample = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\]|\\\\.)*\",?)*\})? -?[0-9.e+]+$")
 families = set()
@@ -200,7 +200,7 @@ TOML
     make_product_fresh
     sleep 300 &
     holder=$!
-    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
     start=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[20] }' "/proc/$holder/stat")
     boot=$(cat /proc/sys/kernel/random/boot_id)
     mkdir -p "$SANDBOX/locks/volumes"
@@ -221,7 +221,7 @@ TOML
 
 @test "a recycled pid or an earlier boot never counts as a holder" {
     make_product_fresh
-    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
     mkdir -p "$SANDBOX/locks/volumes"
     boot=$(cat /proc/sys/kernel/random/boot_id)
     # pid 1 exists, but not with this start time; and a record from another boot.
@@ -233,7 +233,7 @@ TOML
 }
 
 @test "a stale volume over its failure limit is reported as gave-up" {
-    id=$("$VCHECK" --json "$VOL" | python3 -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
     mkdir -p "$SANDBOX/locks/volumes"
     printf 'volwatch-lock=1\nfailures=3\nattempts=3\nlast_status=1\n' > "$SANDBOX/locks/volumes/$id.lock"
     run "$VCHECK" "$VOL"

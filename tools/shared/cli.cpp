@@ -45,6 +45,20 @@ CLI::Validator duration_validator() {
         "DURATION", "DURATION");
 }
 
+Result<Duration> parse_wait_value(const std::string& text) {
+    if (text.empty() || text == "forever" || text == "infinity") return Duration::max();
+    return parse_duration(text);
+}
+
+CLI::Validator wait_validator() {
+    return CLI::Validator(
+        [](const std::string& text) {
+            auto parsed = parse_wait_value(text);
+            return parsed ? std::string() : parsed.problem().message;
+        },
+        "", "wait");
+}
+
 int run(CLI::App& app, int argc, char** argv, const std::function<ExitCode()>& body) {
     const std::string name = app.get_name();
     try {

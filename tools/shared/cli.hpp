@@ -27,6 +27,11 @@ void add_host_options(CLI::App& app, HostOverrides& overrides);
 /// Checks a DURATION argument ("5s", "10m").
 [[nodiscard]] CLI::Validator duration_validator();
 
+/// Checks a --wait value: empty (no bound), "forever", "infinity" or a DURATION.
+[[nodiscard]] CLI::Validator wait_validator();
+/// The bound a --wait value means; Duration::max() for no bound.
+[[nodiscard]] Result<Duration> parse_wait_value(const std::string& text);
+
 /// Parses argv, then runs `body`. Help and version exit 0; parse errors print
 /// "name: message" and "Try 'name --help'." and return 64; a Failure thrown by
 /// `body` prints "name: message" and returns its code; anything else is 70.

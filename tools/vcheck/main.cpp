@@ -9,8 +9,7 @@ int main(int argc, char** argv) {
     using namespace volwatch;
     VcheckOptions options;
     auto app = cli::make_app("vcheck", "Report whether each volume's boot caches and helpers match their sources.");
-    app->add_option("VOLUME", options.volumes, "A path inside a volume, or UUID=...; none means every volume")
-        ->type_name("VOLUME");
+    app->add_option("VOLUME", options.volumes, "A path inside a volume, or UUID=...; none means every volume")->type_name("");
     app->add_flag("-a,--all", options.all, "Check every volume: discovered mounts and the host config's volumes");
     app->add_flag("--deep", options.deep, "Look at every file beneath every source, and hash helper copies");
     std::string format = "human";

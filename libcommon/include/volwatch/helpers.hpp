@@ -57,6 +57,7 @@ struct LivePointer {
     std::string slot;  // "a" or "b"
     std::uint64_t generation = 0;
     HelperManifest manifest;
+    std::string pointer_file;  // "current" or "current.new": which file named it
 };
 [[nodiscard]] std::optional<LivePointer> read_live_pointer(const std::filesystem::path& target);
 

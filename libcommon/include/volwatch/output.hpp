@@ -12,7 +12,7 @@ namespace volwatch {
 
 enum class OutputFormat { human, json, prometheus };
 
-/// Colour only on a terminal and never when NO_COLOR is set (any value).
+/// Colour only on a terminal and never when NO_COLOR is set to a non-empty value.
 [[nodiscard]] bool use_color(int fd);
 
 enum class Tone { good, warn, bad, dim };

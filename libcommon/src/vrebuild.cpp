@@ -1,0 +1,381 @@
+#include "volwatch/vrebuild.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <ostream>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "volwatch/fd.hpp"
+#include "volwatch/helper_sync.hpp"
+#include "volwatch/lockdir.hpp"
+#include "volwatch/process.hpp"
+#include "volwatch/runner.hpp"
+#include "volwatch/safe_path.hpp"
+#include "volwatch/staleness.hpp"
+#include "volwatch/volume.hpp"
+
+namespace volwatch {
+namespace {
+
+// The status vunlock and the accounting understand: 0 success, 75 "try
+// later" (not a failure), anything else a failed update.
+constexpr int status_tempfail = 75;
+
+struct CacheOutcome {
+    std::string name;
+    std::string action;   // rebuilt, clean, failed, timed-out, tempfail, would-rebuild, skipped
+    std::string reason;   // why it was rebuilt, or why it failed
+    std::vector<std::string> argv;
+    int status = 0;
+    std::chrono::milliseconds elapsed{0};
+};
+
+struct VolumeOutcome {
+    Volume volume;
+    ExitCode code = ExitCode::ok;
+    std::string problem;
+    std::vector<CacheOutcome> caches;
+    std::vector<HelperSyncResult> helpers;
+};
+
+// Precedence when several volumes end differently: the most serious wins.
+int severity(ExitCode code) {
+    switch (code) {
+    case ExitCode::ok: return 0;
+    case ExitCode::busy: return 1;
+    case ExitCode::stale: return 2;
+    case ExitCode::reboot_in_progress: return 3;
+    case ExitCode::bad_volume_config: return 4;
+    case ExitCode::unknown_volume: return 5;
+    case ExitCode::permission: return 6;
+    case ExitCode::bad_host_config: return 7;
+    default: return 8;
+    }
+}
+
+std::string shell_words(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& arg : argv) {
+        if (!out.empty()) out += ' ';
+        bool plain = !arg.empty() && std::all_of(arg.begin(), arg.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("@%+=:,./-_{}", c) != nullptr;
+        });
+        if (plain) {
+            out += arg;
+        } else {
+            out += '\'';
+            for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+            out += '\'';
+        }
+    }
+    return out;
+}
+
+class Rebuild {
+public:
+    Rebuild(const VrebuildOptions& options, const HostConfig& host, std::ostream& err)
+        : options_(options), host_(host), err_(err) {}
+
+    VolumeOutcome run(const Volume& volume) {
+        VolumeOutcome outcome;
+        outcome.volume = volume;
+        std::string name = volume.root.string();
+        UniqueFd root(::open(volume.root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!root) return fail(outcome, ExitCode::unknown_volume, fmt::format("{}: {}", name, std::strerror(errno)));
+        // Read the config once before locking, so a broken one costs no lock
+        // and no failure count; it is read again under the lock.
+        auto config = load_volume_config(root.get(), volume.root, host_);
+        if (!config) return fail(outcome, config.problem().code, config.problem().message);
+        if (!options_.cache.empty() && std::none_of(config->caches.begin(), config->caches.end(),
+                                                    [&](const CacheSpec& c) { return c.name == options_.cache; }))
+            return fail(outcome, ExitCode::usage, fmt::format("{}: --cache {}: the volume has no such cache", name, options_.cache));
+        if (options_.dry_run) {
+            plan(root.get(), volume, *config, outcome);
+            return outcome;
+        }
+
+        auto dir = LockDir::open(host_.lock_dir, LockDirAccess::write);
+        if (!dir) return fail(outcome, dir.problem().code, fmt::format("{}: {}", name, dir.problem().message));
+        auto self = identify_process(::getpid());
+        if (!self) return fail(outcome, ExitCode::internal, "cannot identify this process");
+        AcquireRequest request;
+        request.volume = name;
+        request.owners = {*self};
+        request.command = process_command(::getpid());
+        request.purpose = "vrebuild";
+        request.wait = options_.wait;
+        request.limits = lock_limits(host_);
+        auto log = [&](const std::string& line) { err_ << fmt::format("vrebuild: {}: {}\n", name, line); };
+        auto grant = acquire_volume_lock(*dir, volume.id.value, request, log);
+        if (!grant) return fail(outcome, grant.problem().code, fmt::format("{}: {}", name, grant.problem().message));
+
+        int status = 0;
+        auto locked_config = load_volume_config(root.get(), volume.root, host_);
+        if (!locked_config) {
+            fail(outcome, locked_config.problem().code, locked_config.problem().message);
+            status = status_tempfail;  // the config changed under us: not a failed update
+        } else {
+            status = update(root.get(), volume, *locked_config, outcome);
+        }
+        ReleaseRequest release;
+        release.requesters = {*self};
+        release.status = status;
+        release.limits = request.limits;
+        auto released = release_volume_lock(*dir, volume.id.value, release, log);
+        if (!released) log(fmt::format("cannot release the lock: {}", released.problem().message));
+        return outcome;
+    }
+
+private:
+    VolumeOutcome& fail(VolumeOutcome& outcome, ExitCode code, std::string message) {
+        outcome.code = code;
+        outcome.problem = std::move(message);
+        err_ << "vrebuild: " << outcome.problem << '\n';
+        return outcome;
+    }
+
+    bool selected(const CacheSpec& cache) const { return options_.cache.empty() || options_.cache == cache.name; }
+
+    std::vector<std::string> argv_for(const Volume& volume, const CacheSpec& cache) const {
+        const Rebuilder& rebuilder = host_.rebuilders.at(cache.rebuild);
+        return expand_argv(rebuilder.argv, {{"root", volume.root.string()},
+                                            {"volume", volume.id.value},
+                                            {"cache", cache.name},
+                                            {"product", (volume.root / cache.product).string()}});
+    }
+
+    void plan(int root_fd, const Volume& volume, const VolumeConfig& config, VolumeOutcome& outcome) {
+        if (!options_.helpers_only) {
+            for (const auto& cache : config.caches) {
+                if (!selected(cache)) continue;
+                CacheOutcome c{cache.name, "clean", "", argv_for(volume, cache), 0, {}};
+                CacheVerdict verdict = check_cache(root_fd, cache, host_);
+                if (verdict.state == CacheState::error) {
+                    c.action = "failed";
+                    c.reason = verdict.reason;
+                } else if (options_.force || verdict.state == CacheState::stale) {
+                    c.action = "would-rebuild";
+                    c.reason = options_.force ? "forced" : verdict.reason;
+                }
+                outcome.caches.push_back(std::move(c));
+            }
+        }
+        bool rebuilds = std::any_of(outcome.caches.begin(), outcome.caches.end(),
+                                    [](const CacheOutcome& c) { return c.action == "would-rebuild"; });
+        for (const auto& target : helper_targets_for(volume, host_)) {
+            HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, true});
+            // A helper file the rebuild is about to produce cannot be measured yet.
+            if (result.outcome == HelperOutcome::failed && rebuilds && result.message.find("helper file ") == 0) {
+                result.outcome = HelperOutcome::would_update;
+                result.message = "would copy the helper files after the rebuild";
+                result.files = config.helper_files;
+            } else if (rebuilds && result.outcome == HelperOutcome::unchanged) {
+                result.outcome = HelperOutcome::would_update;
+                result.message = "would copy rebuilt products if they changed";
+            }
+            outcome.helpers.push_back(std::move(result));
+        }
+    }
+
+    // Rebuilds and syncs under the lock; returns the status to unlock with.
+    int update(int root_fd, const Volume& volume, const VolumeConfig& config, VolumeOutcome& outcome) {
+        std::string name = volume.root.string();
+        bool failed = false, tempfail = false;
+        if (!options_.helpers_only) {
+            for (const auto& cache : config.caches) {
+                if (!selected(cache)) continue;
+                CacheOutcome c = rebuild_cache(root_fd, volume, cache);
+                failed |= c.action == "failed" || c.action == "timed-out";
+                tempfail |= c.action == "tempfail";
+                outcome.caches.push_back(std::move(c));
+            }
+        }
+        // Helpers carry copies of products: after a failed rebuild they keep
+        // the last good set rather than receive a half-built one.
+        if (!failed && !tempfail) {
+            for (const auto& target : helper_targets_for(volume, host_)) {
+                HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
+                if (result.outcome == HelperOutcome::failed) {
+                    failed = true;
+                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.string(), result.message);
+                } else if (result.outcome == HelperOutcome::updated) {
+                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.string(), result.message);
+                }
+                outcome.helpers.push_back(std::move(result));
+            }
+        }
+        if (failed) {
+            outcome.code = ExitCode::stale;
+            return 1;
+        }
+        if (tempfail) {
+            outcome.code = ExitCode::busy;
+            return status_tempfail;
+        }
+        return 0;
+    }
+
+    CacheOutcome rebuild_cache(int root_fd, const Volume& volume, const CacheSpec& cache) {
+        std::string name = volume.root.string();
+        CacheOutcome c{cache.name, "clean", "", argv_for(volume, cache), 0, {}};
+        CacheVerdict verdict = check_cache(root_fd, cache, host_);
+        if (verdict.state == CacheState::error) {
+            c.action = "failed";
+            c.reason = verdict.reason;
+            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, verdict.reason);
+            return c;
+        }
+        if (!options_.force && verdict.state == CacheState::clean) return c;
+        c.reason = options_.force ? "forced" : verdict.reason;
+        auto record = begin_build_record(root_fd, cache, host_);
+        if (!record) {
+            c.action = "failed";
+            c.reason = record.problem().message;
+            return c;
+        }
+        const Rebuilder& rebuilder = host_.rebuilders.at(cache.rebuild);
+        RunSpec spec;
+        spec.argv = c.argv;
+        spec.cwd = volume.root;
+        spec.timeout = rebuilder.timeout;
+        spec.low_priority = options_.low_priority;
+        spec.prefix = fmt::format("{}: ", cache.name);
+        spec.output_fd = STDERR_FILENO;
+        err_ << fmt::format("vrebuild: {}: {}: rebuilding ({}): {}\n", name, cache.name, c.reason, shell_words(c.argv));
+        err_.flush();
+        auto ran = run_command(spec);
+        if (!ran) {
+            c.action = "failed";
+            c.reason = ran.problem().message;
+            return c;
+        }
+        c.status = ran->status;
+        c.elapsed = ran->elapsed;
+        std::string took = format_duration(std::chrono::duration_cast<Duration>(ran->elapsed));
+        if (ran->timed_out) {
+            c.action = "timed-out";
+            c.reason = fmt::format("timed out after {}", format_duration(rebuilder.timeout));
+        } else if (ran->status == status_tempfail) {
+            c.action = "tempfail";
+            c.reason = "the rebuilder asked to be retried later (exit 75)";
+        } else if (ran->status != 0) {
+            c.action = "failed";
+            c.reason = fmt::format("the rebuilder exited with status {}", ran->status);
+        } else {
+            int error = 0;
+            auto product = open_beneath(root_fd, cache.product, O_PATH, &error);
+            if (!product) {
+                c.action = "failed";
+                c.reason = fmt::format("the rebuilder succeeded but {} does not exist", cache.product);
+            } else if (auto written = write_build_record(root_fd, cache.name, *record); !written) {
+                c.action = "failed";
+                c.reason = written.problem().message;
+            } else {
+                c.action = "rebuilt";
+                err_ << fmt::format("vrebuild: {}: {}: cache updated in {}\n", name, cache.name, took);
+                return c;
+            }
+        }
+        err_ << fmt::format("vrebuild: {}: {}: {}: {}\n", name, cache.name,
+                            c.action == "tempfail" ? "update deferred" : "update failed", c.reason);
+        return c;
+    }
+
+    const VrebuildOptions& options_;
+    const HostConfig& host_;
+    std::ostream& err_;
+};
+
+void print_human(const std::vector<VolumeOutcome>& outcomes, std::ostream& out) {
+    const bool dry_run = true;
+    for (const auto& o : outcomes) {
+        if (!o.problem.empty() && o.caches.empty() && o.helpers.empty()) continue;
+        out << fmt::format("{}: plan (--dry-run, nothing changed)\n", o.volume.root.string());
+        for (const auto& c : o.caches) {
+            out << fmt::format("  {}: {}", c.name, c.action);
+            if (c.action == "would-rebuild") out << fmt::format(" ({}): {}", c.reason, shell_words(c.argv));
+            else if (!c.reason.empty() && c.action != "rebuilt") out << ": " << c.reason;
+            else if (c.action == "rebuilt") out << fmt::format(" in {}", format_duration(std::chrono::duration_cast<Duration>(c.elapsed)));
+            out << '\n';
+        }
+        for (const auto& h : o.helpers) {
+            out << fmt::format("  helper {}: {}", h.target.string(), to_string(h.outcome));
+            if (!h.message.empty()) out << ": " << h.message;
+            if (dry_run && !h.files.empty()) {
+                std::string files;
+                for (const auto& f : h.files) files += (files.empty() ? "" : ", ") + f;
+                out << " (" << files << ")";
+            }
+            out << '\n';
+        }
+    }
+}
+
+void print_json(const std::vector<VolumeOutcome>& outcomes, ExitCode code, bool dry_run, std::ostream& out) {
+    nlohmann::json volumes = nlohmann::json::array();
+    for (const auto& o : outcomes) {
+        nlohmann::json caches = nlohmann::json::array();
+        for (const auto& c : o.caches)
+            caches.push_back({{"name", c.name}, {"action", c.action}, {"reason", c.reason}, {"argv", c.argv},
+                              {"status", c.status}, {"seconds", static_cast<double>(c.elapsed.count()) / 1000.0}});
+        nlohmann::json helpers = nlohmann::json::array();
+        for (const auto& h : o.helpers)
+            helpers.push_back({{"target", h.target.string()}, {"outcome", std::string(to_string(h.outcome))},
+                               {"message", h.message}, {"generation", h.generation}, {"bytes", h.bytes},
+                               {"files", h.files}, {"seconds", static_cast<double>(h.elapsed.count()) / 1000.0}});
+        volumes.push_back({{"root", o.volume.root.string()}, {"id", o.volume.id.value},
+                           {"exit_code", to_int(o.code)}, {"exit_status", std::string(exit_code_name(o.code))},
+                           {"problem", o.problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.problem)},
+                           {"caches", caches}, {"helpers", helpers}});
+    }
+    nlohmann::json doc = {{"version", 1}, {"dry_run", dry_run}, {"volumes", volumes},
+                          {"exit_code", to_int(code)}, {"exit_status", std::string(exit_code_name(code))}};
+    out << doc.dump(2) << '\n';
+}
+
+}  // namespace
+
+ExitCode run_vrebuild(const VrebuildOptions& options, std::ostream& out, std::ostream& err) {
+    auto host = load_host_config(options.host);
+    if (!host) {
+        err << "vrebuild: " << host.problem().message << '\n';
+        return host.problem().code;
+    }
+    ProcMountTable mounts;
+    std::vector<Volume> volumes;
+    ExitCode code = ExitCode::ok;
+    auto worse = [&](ExitCode candidate) {
+        if (severity(candidate) > severity(code)) code = candidate;
+    };
+    std::vector<VolumeOutcome> outcomes;
+    if (options.all) {
+        for (auto& volume : discover_volumes(*host, mounts))
+            if (volume.mounted) volumes.push_back(std::move(volume));
+    }
+    for (const auto& argument : options.volumes) {
+        auto volume = resolve_volume(argument, *host, mounts);
+        if (!volume) {
+            err << "vrebuild: " << volume.problem().message << '\n';
+            worse(volume.problem().code);
+            continue;
+        }
+        if (std::none_of(volumes.begin(), volumes.end(), [&](const Volume& v) { return v.id == volume->id; }))
+            volumes.push_back(*volume);
+    }
+    Rebuild rebuild(options, *host, err);
+    for (const auto& volume : volumes) {
+        outcomes.push_back(rebuild.run(volume));
+        worse(outcomes.back().code);
+    }
+    // Without --dry-run the progress lines on stderr are the human report.
+    if (options.json) print_json(outcomes, code, options.dry_run, out);
+    else if (options.dry_run) print_human(outcomes, out);
+    return code;
+}
+
+}  // namespace volwatch

@@ -1,0 +1,343 @@
+#!/usr/bin/env bats
+# End-to-end tests of the real vrebuild binary on sandbox volumes.
+
+load common
+
+VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
+VLOCK=${VLOCK:-$VOLWATCH_BUILD_DIR/tools/vlock}
+
+setup() { make_sandbox; }
+teardown() {
+    [[ -n "${holder:-}" ]] && kill "$holder" 2>/dev/null
+    remove_sandbox
+}
+
+# add_rebuilder NAME ARGV-TOML [TIMEOUT]: defines a host rebuilder.
+add_rebuilder() {
+    sed -i "/^\[rebuilders\]/a $1 = { argv = $2, timeout = \"${3:-1m}\" }" "$HOST"
+}
+
+# use_rebuilder NAME: points the cache "pack" at rebuilder NAME.
+use_rebuilder() {
+    sed -i "s/^rebuild = .*/rebuild = \"$1\"/" "$VOL/etc/volwatch/bootcaches.toml"
+}
+
+add_helpers() {
+    mkdir -p "$VOL/boot" "$SANDBOX/esp1" "$SANDBOX/esp2"
+    echo kernel > "$VOL/boot/vmlinuz"
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz", "out/pack.tgz"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
+}
+
+volume_id() {
+    "$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])'
+}
+
+@test "a real rebuilder (tar and gzip) makes a stale volume clean" {
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"pack: rebuilding (product missing (out/pack.tgz)): tar -C $VOL -czf $VOL/out/pack.tgz src"* ]]
+    [[ "$output" == *"pack: cache updated in"* ]]
+    tar -tzf "$VOL/out/pack.tgz" | grep -q 'src/modules/kernel/a.ko'
+    [ -f "$VOL/var/lib/volwatch/build/pack.json" ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    # Nothing stale: nothing runs.
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"rebuilding"* ]]
+}
+
+@test "a source changed after the build is rebuilt; --force rebuilds a clean cache" {
+    "$VREBUILD" "$VOL"
+    echo "module b" > "$VOL/src/modules/kernel/b.ko"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"src/modules/kernel/b.ko is"*"newer than the last build of out/pack.tgz"* ]]
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    tar -tzf "$VOL/out/pack.tgz" | grep -q 'src/modules/kernel/b.ko'
+    run "$VREBUILD" --force "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"pack: rebuilding (forced)"* ]]
+}
+
+@test "--cache rebuilds one cache; an unknown cache is a usage error" {
+    cat >> "$VOL/etc/volwatch/bootcaches.toml" <<'TOML'
+
+[[cache]]
+name    = "second"
+sources = ["src"]
+product = "out/second.tgz"
+rebuild = "pack"
+TOML
+    run "$VREBUILD" --cache second "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"second: cache updated"* ]]
+    [[ "$output" != *"pack: rebuilding"* ]]
+    run "$VREBUILD" --cache nope "$VOL"
+    [ "$status" -eq 64 ]
+    [[ "$output" == *"--cache nope: the volume has no such cache"* ]]
+}
+
+@test "the rebuilder runs without a shell, with a clean environment, at the volume root, stdin closed" {
+    add_rebuilder probe "[\"sh\", \"-c\", \"env > {product}.env; pwd >> {product}.env; cat >> {product}.env; echo '{cache} {volume}' >> {product}.env; touch {product}\"]"
+    use_rebuilder probe
+    SECRET_FROM_CALLER=leak run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    env_file="$VOL/out/pack.tgz.env"
+    ! grep -q SECRET_FROM_CALLER "$env_file"
+    grep -qx 'LANG=C.UTF-8' "$env_file"
+    grep -qx "$VOL" "$env_file"
+    grep -q "^pack path-" "$env_file"
+}
+
+@test "a failing rebuilder is counted; give-up after max_failures; a success resets and says recovered" {
+    add_rebuilder broken '["sh", "-c", "echo compiler exploded >&2; exit 3"]'
+    use_rebuilder broken
+    for i in 1 2; do
+        run "$VREBUILD" "$VOL"
+        [ "$status" -eq 1 ]
+        [[ "$output" == *"pack: compiler exploded"* ]]
+        [[ "$output" == *"pack: update failed: the rebuilder exited with status 3"* ]]
+    done
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"failures 2/3"* ]]
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    run "$VCHECK" --json "$VOL"
+    [[ "$output" == *'"gave_up": true'* ]]
+    [[ "$output" == *'"state": "gave-up"'* ]]
+    use_rebuilder pack
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"recovered"* ]]
+    run "$VCHECK" --json "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"failures": 0'* ]]
+    [[ "$output" == *'"gave_up": false'* ]]
+}
+
+@test "a rebuilder exiting 75 is deferred, not counted as a failure" {
+    add_rebuilder later '["sh", "-c", "exit 75"]'
+    use_rebuilder later
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"update deferred"* ]]
+    run "$VCHECK" --json "$VOL"
+    [[ "$output" == *'"failures": 0'* ]]
+}
+
+@test "a hanging rebuilder is killed at its timeout and counted" {
+    add_rebuilder hang '["sh", "-c", "sleep 60"]' 500ms
+    use_rebuilder hang
+    SECONDS=0
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [ "$SECONDS" -lt 30 ]
+    [[ "$output" == *"timed out after 500ms"* ]]
+    ! pgrep -f 'sleep 60' -P $$ >/dev/null
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"failures 1/3"* ]]
+}
+
+@test "a rebuilder that succeeds without producing the product fails" {
+    add_rebuilder liar '["true"]'
+    use_rebuilder liar
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"the rebuilder succeeded but out/pack.tgz does not exist"* ]]
+}
+
+@test "config changes (volume entry or host argv) make the cache stale until rebuilt" {
+    "$VREBUILD" "$VOL"
+    sed -i 's/depth   = "deep"/depth   = "shallow"/' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"config changed since the last build"* ]]
+    "$VREBUILD" "$VOL"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    sed -i 's/"-czf"/"-cz", "-f"/' "$HOST"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"config changed since the last build"* ]]
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+}
+
+@test "--dry-run prints the plan and changes nothing" {
+    add_helpers
+    before=$(tree_state "$SANDBOX")
+    run "$VREBUILD" --dry-run "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"plan (--dry-run, nothing changed)"* ]]
+    [[ "$output" == *"pack: would-rebuild (product missing (out/pack.tgz)): tar -C $VOL -czf $VOL/out/pack.tgz src"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp1: would-update"* ]]
+    run "$VREBUILD" --dry-run --json "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"dry_run": true'* ]]
+    [ "$(tree_state "$SANDBOX")" = "$before" ]
+}
+
+@test "helpers are brought up to date after the rebuild, and --helpers-only skips the rebuild" {
+    add_helpers
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"helper $SANDBOX/esp1: helper updated: copied 2 files"* ]]
+    cmp "$VOL/boot/vmlinuz" "$SANDBOX/esp1/volwatch/slot-a/boot/vmlinuz"
+    cmp "$VOL/out/pack.tgz" "$SANDBOX/esp2/volwatch/slot-a/out/pack.tgz"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"helper $SANDBOX/esp1  clean (generation 1)"* ]]
+    echo "kernel 2" > "$VOL/boot/vmlinuz"
+    echo "module c" > "$VOL/src/modules/kernel/c.ko"
+    run "$VREBUILD" --helpers-only "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"rebuilding"* ]]
+    cmp "$VOL/boot/vmlinuz" "$SANDBOX/esp1/volwatch/slot-b/boot/vmlinuz"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]  # the cache itself is still stale
+    [[ "$output" == *"helper $SANDBOX/esp1  clean (generation 2)"* ]]
+}
+
+@test "a missing helper target fails that helper only and is counted" {
+    add_helpers
+    rmdir "$SANDBOX/esp2"
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/esp2: update failed: helper target $SANDBOX/esp2 is missing or not mounted"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp1: helper updated"* ]]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"failures 1/3"* ]]
+}
+
+@test "busy: another holder makes vrebuild exit 75 naming it; --wait waits" {
+    [ -x "$VLOCK" ] || skip "vlock is not built"
+    "$VLOCK" "$VOL" -- sleep 3 &
+    holder=$!
+    for _ in $(seq 50); do "$VCHECK" "$VOL" | grep -q "rebuild in progress" && break; sleep 0.1; done
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"$VOL: busy: held by pid"*"sleep 3"* ]]
+    run "$VREBUILD" --wait=30s "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"cache updated"* ]]
+}
+
+@test "--json reports per cache and per helper" {
+    add_helpers
+    run "$VREBUILD" --json "$VOL"
+    [ "$status" -eq 0 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+text = sys.stdin.read()
+doc = json.loads(text[text.index("{"):])
+v = doc["volumes"][0]
+c = v["caches"][0]
+assert c["name"] == "pack" and c["action"] == "rebuilt" and c["status"] == 0 and c["seconds"] >= 0, c
+assert [h["outcome"] for h in v["helpers"]] == ["updated", "updated"], v["helpers"]
+assert doc["exit_code"] == 0
+'
+}
+
+@test "usage errors exit 64" {
+    run "$VREBUILD"
+    [ "$status" -eq 64 ]
+    [[ "$output" == *"name a VOLUME or use --all"* ]]
+    run "$VREBUILD" --bogus "$VOL"
+    [ "$status" -eq 64 ]
+    run "$VREBUILD" --wait=5x "$VOL"
+    [ "$status" -eq 64 ]
+}
+
+@test "crash consistency: kill -9 at random instants during helper sync never leaves a mixed set" {
+    # kill -9 leaves the page cache intact, so tmpfs (fast, fsync is free)
+    # tests the same ordering; power loss is what the fsyncs are for.
+    if [ -d /dev/shm ] && [ -w /dev/shm ]; then remove_sandbox; make_sandbox /dev/shm; fi
+    seed=${VOLWATCH_STRESS_SEED:-$(date +%s)}
+    trials=${VOLWATCH_CRASH_TRIALS:-200}
+    RANDOM=$seed
+    echo "# seed $seed, $trials trials (VOLWATCH_STRESS_SEED=$seed to repeat)" >&3
+    mkdir -p "$VOL/boot" "$SANDBOX/esp1" "$SANDBOX/esp2"
+    files=(boot/vmlinuz boot/initrd.img boot/grub.cfg)
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img", "boot/grub.cfg"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
+    write_version() {  # a multi-megabyte set whose files all say which version they are
+        "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$1" "$RANDOM" "${files[@]/#/$VOL/}"
+    }
+    write_version 0
+    "$VREBUILD" --helpers-only "$VOL" 2>/dev/null
+    version=0
+    for trial in $(seq "$trials"); do
+        previous=$version
+        version=$trial
+        write_version "$version"
+        "$VREBUILD" --helpers-only "$VOL" 2>/dev/null &
+        pid=$!
+        sleep "0.0$(( RANDOM % 60 ))"
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        for esp in esp1 esp2; do
+            got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$esp" "${files[@]}") || {
+                echo "trial $trial (seed $seed): $esp: $got"; return 1; }
+            # Complete old (any earlier version the helper still had) or complete new.
+            if [ "$got" != "$version" ] && [ "$got" -gt "$previous" ]; then
+                echo "trial $trial (seed $seed): $esp holds version $got, expected <= $previous or $version"; return 1
+            fi
+        done
+    done
+    run "$VREBUILD" --helpers-only "$VOL"
+    [ "$status" -eq 0 ]
+    for esp in esp1 esp2; do
+        got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$esp" "${files[@]}")
+        [ "$got" = "$version" ]
+    done
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"helper $SANDBOX/esp1  clean"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2  clean"* ]]
+}
+
+@test "crash consistency on a loop-mounted helper image, vfat where the kernel has it (root)" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root for a loop-mounted image"
+    command -v unshare >/dev/null || skip "unshare is not installed"
+    truncate -s 64M "$SANDBOX/esp.img"
+    if grep -qw vfat /proc/filesystems && command -v mkfs.vfat >/dev/null; then
+        mkfs.vfat "$SANDBOX/esp.img" >/dev/null
+    else
+        # This kernel has no vfat (or dosfstools is missing): a real loop-mounted
+        # file system still tests a helper on its own mount.
+        echo "# vfat unavailable here (kernel or dosfstools); using a loop-mounted ext4 image" >&3
+        mkfs.ext4 -q "$SANDBOX/esp.img"
+    fi
+    mkdir -p "$SANDBOX/esp" "$VOL/boot"
+    files=(boot/vmlinuz boot/initrd.img)
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    seed=${VOLWATCH_STRESS_SEED:-$(date +%s)}
+    echo "# seed $seed (VOLWATCH_STRESS_SEED=$seed to repeat)" >&3
+    run unshare -m bash -c '
+        set -e
+        mount --make-rprivate /
+        mount -o loop "$0/esp.img" "$0/esp"
+        RANDOM=$1
+        "$PYTHON" "${3%/*}/write_version.py" 0 "$RANDOM" "$0/vol/boot/vmlinuz" "$0/vol/boot/initrd.img"
+        "$2" --helpers-only "$0/vol" 2>/dev/null
+        for trial in $(seq 40); do
+            "$PYTHON" "${3%/*}/write_version.py" "$trial" "$RANDOM" "$0/vol/boot/vmlinuz" "$0/vol/boot/initrd.img"
+            "$2" --helpers-only "$0/vol" 2>/dev/null & pid=$!
+            sleep "0.0$(( RANDOM % 90 ))"; kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+            "$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img >/dev/null || { echo "trial $trial: $("$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img)"; exit 1; }
+        done
+        "$2" --helpers-only "$0/vol" 2>/dev/null
+        "$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img
+        umount "$0/esp"
+    ' "$SANDBOX" "$seed" "$VREBUILD" "$BATS_TEST_DIRNAME/helper_check.py"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "${lines[-1]}" = "40" ]
+}
