@@ -1,0 +1,186 @@
+#include "volwatch/watcher.hpp"
+
+#include <poll.h>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace volwatch {
+namespace {
+
+namespace fs = std::filesystem;
+using volwatch::testing::TempDir;
+using volwatch::testing::write_file;
+
+// Collects events until one for `key` with `role` arrives or 3 s pass.
+bool wait_event(Watcher& watcher, WatchKey key, WatchEventKind kind, std::vector<WatchEvent>* all = nullptr,
+                int timeout_ms = 3000) {
+    for (int waited = 0; waited < timeout_ms; waited += 50) {
+        pollfd p{watcher.fd(), POLLIN, 0};
+        if (::poll(&p, 1, 50) > 0) {
+            std::vector<WatchEvent> events;
+            watcher.read_events(events);
+            bool hit = false;
+            for (const auto& e : events) {
+                if (all != nullptr) all->push_back(e);
+                hit |= e.key == key && e.kind == kind;
+            }
+            if (hit) return true;
+        }
+    }
+    return false;
+}
+
+// Drains what is queued now, so the next wait sees only new events.
+void drain(Watcher& watcher) {
+    std::vector<WatchEvent> events;
+    pollfd p{watcher.fd(), POLLIN, 0};
+    while (::poll(&p, 1, 100) > 0) watcher.read_events(events);
+}
+
+WatchPlan plan_for(const fs::path& root, std::vector<WatchTarget> targets) {
+    WatchPlan plan;
+    plan.root = root;
+    plan.targets = std::move(targets);
+    return plan;
+}
+
+TEST(WatchPlan, CoversSourcesProductsHelpersAndTheConfig) {
+    VolumeConfig config;
+    CacheSpec deep;
+    deep.name = "a";
+    deep.sources = {"usr/lib/modules"};
+    deep.product = "boot/initrd.img";
+    deep.depth = Depth::deep;
+    CacheSpec shallow;
+    shallow.name = "b";
+    shallow.sources = {"etc/ld.so.conf.d", "usr/lib/modules"};
+    shallow.product = "etc/ld.so.cache";
+    config.caches = {deep, shallow};
+    config.helper_files = {"boot/vmlinuz"};
+    WatchPlan plan = watch_plan("/vol", config);
+    ASSERT_EQ(plan.targets.size(), 6U);
+    EXPECT_EQ(plan.targets[0].relpath, "usr/lib/modules");
+    EXPECT_EQ(plan.targets[0].depth, unlimited_depth);  // the deep use wins
+    EXPECT_EQ(plan.targets[1].role, WatchRole::product);
+    EXPECT_EQ(plan.targets[2].depth, 2U);
+    EXPECT_EQ(plan.targets[4].role, WatchRole::helper);
+    EXPECT_EQ(plan.targets[5].relpath, volume_config_relpath);
+    EXPECT_EQ(plan.targets[5].role, WatchRole::config);
+    EXPECT_EQ(config_only_plan("/vol").targets.size(), 1U);
+}
+
+TEST(InotifyWatcher, ReportsChangesDeepInASourceTreeWithTheirRole) {
+    TempDir dir;
+    write_file(dir / "src/a/b/c/file", "1");
+    write_file(dir / "out/product", "p");
+    auto watcher = make_inotify_watcher();
+    auto setup = watcher->add(7, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth},
+                                                        {"out/product", WatchRole::product, 1}}));
+    ASSERT_TRUE(setup.ok());
+    EXPECT_TRUE(setup->complete);
+    EXPECT_GE(setup->watches, 5U);  // root, src, a, b, c, out
+    write_file(dir / "src/a/b/c/file", "2");
+    std::vector<WatchEvent> events;
+    ASSERT_TRUE(wait_event(*watcher, 7, WatchEventKind::changed, &events));
+    EXPECT_EQ(events[0].role, WatchRole::source);
+    EXPECT_EQ(events[0].path, "src/a/b/c/file");
+
+    drain(*watcher);
+    events.clear();
+    write_file(dir / "out/product", "q");
+    ASSERT_TRUE(wait_event(*watcher, 7, WatchEventKind::changed, &events));
+    EXPECT_EQ(events[0].role, WatchRole::product);
+}
+
+TEST(InotifyWatcher, NewDirectoriesInADeepTreeAreWatchedToo) {
+    TempDir dir;
+    fs::create_directories(dir / "src");
+    auto watcher = make_inotify_watcher();
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
+    fs::create_directories(dir / "src/new/deeper");
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    drain(*watcher);
+    write_file(dir / "src/new/deeper/file", "x");
+    std::vector<WatchEvent> events;
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed, &events));
+    EXPECT_EQ(events.back().path.rfind("src/new/deeper", 0), 0U) << events.back().path;
+}
+
+TEST(InotifyWatcher, ShallowSourcesSeeTheirEntriesButNotDeeper) {
+    TempDir dir;
+    write_file(dir / "src/sub/deeper/file", "1");
+    auto watcher = make_inotify_watcher();
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, 2}})).ok());
+    write_file(dir / "src/sub/new", "x");  // changes sub's times: seen
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    drain(*watcher);
+    write_file(dir / "src/sub/deeper/file", "2");  // two levels down: not watched
+    EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
+}
+
+TEST(InotifyWatcher, APathThatDoesNotExistYetIsWatchedThroughItsNearestParent) {
+    TempDir dir;
+    auto watcher = make_inotify_watcher();
+    fs::path root = dir / "not/yet/root";
+    ASSERT_TRUE(watcher->add(3, config_only_plan(root)).ok());
+    fs::create_directories(root / "etc");
+    ASSERT_TRUE(wait_event(*watcher, 3, WatchEventKind::changed));
+    drain(*watcher);
+    write_file(root / volume_config_relpath, "version = 1\n");
+    std::vector<WatchEvent> events;
+    ASSERT_TRUE(wait_event(*watcher, 3, WatchEventKind::changed, &events));
+    EXPECT_EQ(events.back().role, WatchRole::config);
+    // And a later edit of the now existing file.
+    drain(*watcher);
+    write_file(root / volume_config_relpath, "version = 1\n# edited\n");
+    ASSERT_TRUE(wait_event(*watcher, 3, WatchEventKind::changed));
+}
+
+TEST(InotifyWatcher, ARemovedAndRecreatedSourceIsWatchedAgain) {
+    TempDir dir;
+    write_file(dir / "src/file", "1");
+    auto watcher = make_inotify_watcher();
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
+    fs::remove_all(dir / "src");
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    fs::create_directories(dir / "src");
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    drain(*watcher);
+    write_file(dir / "src/again", "x");
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+}
+
+TEST(InotifyWatcher, RemovedKeysGetNoMoreEventsWhileSharedDirectoriesStayWatched) {
+    TempDir dir;
+    write_file(dir / "src/file", "1");
+    auto watcher = make_inotify_watcher();
+    auto plan = plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}});
+    ASSERT_TRUE(watcher->add(1, plan).ok());
+    ASSERT_TRUE(watcher->add(2, plan).ok());
+    watcher->remove(1);
+    write_file(dir / "src/file", "2");
+    std::vector<WatchEvent> events;
+    ASSERT_TRUE(wait_event(*watcher, 2, WatchEventKind::changed, &events));
+    for (const auto& e : events) EXPECT_NE(e.key, 1U);
+    watcher->remove(2);
+    drain(*watcher);
+    write_file(dir / "src/file", "3");
+    EXPECT_FALSE(wait_event(*watcher, 2, WatchEventKind::changed, nullptr, 300));
+}
+
+TEST(InotifyWatcher, VolwatchsOwnStateDirectoryIsNeverWatched) {
+    TempDir dir;
+    write_file(dir / "var/lib/volwatch/build/x.json", "{}");
+    write_file(dir / "var/other/file", "1");
+    auto watcher = make_inotify_watcher();
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"var", WatchRole::source, unlimited_depth}})).ok());
+    write_file(dir / "var/lib/volwatch/build/x.json", "{\"new\":1}");
+    EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
+    write_file(dir / "var/other/file", "2");
+    EXPECT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+}
+
+}  // namespace
+}  // namespace volwatch
