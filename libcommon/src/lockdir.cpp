@@ -440,6 +440,22 @@ bool refresh_needs_attempt(const LockRecord& view, const ProcessIdentity& me) {
     return !queued || view.damaged || may_take(view, me, is_alive);
 }
 
+// True when nothing that decides `me`'s turn differs between two looks at
+// the record: the same owners and the same waiters ahead, `me` still queued.
+bool same_prospects(const LockRecord& before, const LockRecord& after, const ProcessIdentity& me) {
+    if (before.damaged || after.damaged || before.owners != after.owners) return false;
+    auto ahead = [&](const LockRecord& record) {
+        std::vector<std::uint64_t> tickets;
+        for (const auto& waiter : record.waiters) {
+            if (same_process(waiter.who, me)) return std::optional(tickets);
+            tickets.push_back(waiter.ticket);
+        }
+        return std::optional<std::vector<std::uint64_t>>();
+    };
+    auto first = ahead(before), second = ahead(after);
+    return first && second && *first == *second;
+}
+
 void drain(int fd) {
     char buffer[4096];
     while (::read(fd, buffer, sizeof buffer) > 0) {
@@ -472,6 +488,8 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
     };
 
     std::map<std::pair<pid_t, std::uint64_t>, UniqueFd> handles;
+    std::vector<pollfd> fds;
+    bool rewatch = true;
     bool pidfd_missing = false;
     bool need_attempt = true;
     LockRecord view;
@@ -490,6 +508,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
             case Outcome::queued: break;
             }
             view = std::move(attempt->record);
+            rewatch = true;
             if (!inotify) {
                 inotify = watch_record(*file);
                 if (!inotify) return system_problem(file->path(), "inotify", errno);
@@ -502,27 +521,30 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
 
         // Sleep until the record changes, a watched process exits, the
         // wait ends or we are interrupted; never a polling loop.
-        std::vector<pollfd> fds{{inotify.get(), POLLIN, 0}};
-        if (request.interrupt_fd >= 0) fds.push_back({request.interrupt_fd, POLLIN, 0});
-        std::map<std::pair<pid_t, std::uint64_t>, UniqueFd> keep;
-        bool vanished = false;
-        for (const auto& who : watched_processes(view, me)) {
-            auto key = std::make_pair(who.pid, who.start_time);
-            auto found = handles.find(key);
-            UniqueFd handle = found != handles.end() ? std::move(found->second) : open_process_handle(who);
-            if (!handle) {
-                if (errno == ENOSYS) pidfd_missing = true;
-                else vanished = true;
+        if (rewatch) {
+            fds.assign({{inotify.get(), POLLIN, 0}});
+            if (request.interrupt_fd >= 0) fds.push_back({request.interrupt_fd, POLLIN, 0});
+            std::map<std::pair<pid_t, std::uint64_t>, UniqueFd> keep;
+            bool vanished = false;
+            for (const auto& who : watched_processes(view, me)) {
+                auto key = std::make_pair(who.pid, who.start_time);
+                auto found = handles.find(key);
+                UniqueFd handle = found != handles.end() ? std::move(found->second) : open_process_handle(who);
+                if (!handle) {
+                    if (errno == ENOSYS) pidfd_missing = true;
+                    else vanished = true;
+                    continue;
+                }
+                fds.push_back({handle.get(), POLLIN, 0});
+                keep.emplace(key, std::move(handle));
+            }
+            handles = std::move(keep);
+            if (vanished) {
+                need_attempt = true;
                 continue;
             }
-            fds.push_back({handle.get(), POLLIN, 0});
-            keep.emplace(key, std::move(handle));
         }
-        handles = std::move(keep);
-        if (vanished) {
-            need_attempt = true;
-            continue;
-        }
+        const std::size_t first_process = request.interrupt_fd >= 0 ? 2 : 1;
         int timeout = -1;
         if (!forever) {
             auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -535,11 +557,17 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
         if (request.interrupt_fd >= 0 && (fds[1].revents & POLLIN) != 0) return give_up("interrupted");
         if (!forever && ready == 0 && Clock::now() >= deadline) return give_up("");
         drain(inotify.get());
-        // A cheap shared read first: most wake-ups are other waiters queueing.
+        bool process_exited = std::any_of(fds.begin() + static_cast<std::ptrdiff_t>(first_process), fds.end(),
+                                          [](const pollfd& fd) { return fd.revents != 0; });
+        // A cheap shared read first: most wake-ups are other waiters joining
+        // or leaving behind us, which change nothing for us; then neither
+        // liveness nor the watched processes need a new look.
         auto current = file->read();
         if (!current) return current.problem();
+        bool unchanged = !process_exited && !pidfd_missing && same_prospects(view, *current, me);
         view = std::move(*current);
-        need_attempt = refresh_needs_attempt(view, me);
+        rewatch = !unchanged;
+        need_attempt = !unchanged && refresh_needs_attempt(view, me);
     }
 }
 
