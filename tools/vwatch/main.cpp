@@ -9,10 +9,10 @@ int main(int argc, char** argv) {
     auto app = cli::make_app("vwatch", "Watch volumes and rebuild their boot caches when their sources change.");
     std::string settle, startup_delay, log_level = "info", log_target = "stderr", backend;
     app->add_option("--settle", settle, "Quiet time after the last change before checking (host config: settle)")
-        ->check(cli::duration_validator())
+        ->check(cli::duration_validator().description(""))
         ->type_name("DURATION");
     app->add_option("--startup-delay", startup_delay, "No automatic rebuilds this soon after start (host config: startup_delay)")
-        ->check(cli::duration_validator())
+        ->check(cli::duration_validator().description(""))
         ->type_name("DURATION");
     app->add_flag("--no-discover", options.no_discover, "Watch only the host config's volumes, not every eligible mount");
     app->add_option("--backend", backend, "Watch backend (host config: watch_backend)")
