@@ -205,7 +205,7 @@ private:
             return -1;
         }
         auto [it, inserted] = nodes_.try_emplace(wd);
-        if (inserted || it->second.parent != parent) {
+        if (inserted || it->second.parent != parent || it->second.name != name) {
             // New, or moved/renamed since: remember where it is now.
             it->second.parent = parent;
             it->second.name = name;

@@ -33,7 +33,10 @@ SH
 start_vwatch() {
     LOG=$SANDBOX/vwatch.log
     : > "$LOG"
-    "$VWATCH" --log-level debug "$@" >>"$LOG" 2>&1 &
+    # inotify unless a test says otherwise: a fanotify mark on the file system
+    # holding $TMPDIR would see every write on it (tests/cli/vwatch_root.bats
+    # covers fanotify on file systems of its own).
+    "$VWATCH" --log-level debug --backend "${VWATCH_BACKEND:-inotify}" "$@" >>"$LOG" 2>&1 &
     VWATCH_PID=$!
     wait_for_log "ready: watching" 20
 }

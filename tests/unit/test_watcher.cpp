@@ -71,16 +71,34 @@ TEST(WatchPlan, CoversSourcesProductsHelpersAndTheConfig) {
     EXPECT_EQ(config_only_plan("/vol").targets.size(), 1U);
 }
 
-TEST(InotifyWatcher, ReportsChangesDeepInASourceTreeWithTheirRole) {
+// Every behaviour holds for both backends; fanotify needs CAP_SYS_ADMIN.
+class WatcherTest : public ::testing::TestWithParam<std::string> {
+protected:
+    std::unique_ptr<Watcher> make() {
+        if (GetParam() == "inotify") return make_inotify_watcher();
+        auto fan = make_fanotify_watcher();
+        if (!fan) return nullptr;
+        return std::move(*fan);
+    }
+};
+
+#define MAKE_WATCHER(name)                                                              \
+    auto name = make();                                                                 \
+    if (!name) GTEST_SKIP() << "fanotify is not available here (needs CAP_SYS_ADMIN)"
+
+INSTANTIATE_TEST_SUITE_P(Backends, WatcherTest, ::testing::Values("inotify", "fanotify"),
+                         [](const auto& param_info) { return param_info.param; });
+
+TEST_P(WatcherTest, ReportsChangesDeepInASourceTreeWithTheirRole) {
     TempDir dir;
     write_file(dir / "src/a/b/c/file", "1");
     write_file(dir / "out/product", "p");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     auto setup = watcher->add(7, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth},
                                                         {"out/product", WatchRole::product, 1}}));
     ASSERT_TRUE(setup.ok());
     EXPECT_TRUE(setup->complete);
-    EXPECT_GE(setup->watches, 5U);  // root, src, a, b, c, out
+    EXPECT_GE(setup->watches, GetParam() == "inotify" ? 5U : 1U);  // inotify: root, src, a, b, c, out; fanotify: one mark
     write_file(dir / "src/a/b/c/file", "2");
     std::vector<WatchEvent> events;
     ASSERT_TRUE(wait_event(*watcher, 7, WatchEventKind::changed, &events));
@@ -94,10 +112,10 @@ TEST(InotifyWatcher, ReportsChangesDeepInASourceTreeWithTheirRole) {
     EXPECT_EQ(events[0].role, WatchRole::product);
 }
 
-TEST(InotifyWatcher, NewDirectoriesInADeepTreeAreWatchedToo) {
+TEST_P(WatcherTest, NewDirectoriesInADeepTreeAreWatchedToo) {
     TempDir dir;
     fs::create_directories(dir / "src");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
     fs::create_directories(dir / "src/new/deeper");
     ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
@@ -108,10 +126,10 @@ TEST(InotifyWatcher, NewDirectoriesInADeepTreeAreWatchedToo) {
     EXPECT_EQ(events.back().path.rfind("src/new/deeper", 0), 0U) << events.back().path;
 }
 
-TEST(InotifyWatcher, ShallowSourcesSeeTheirEntriesButNotDeeper) {
+TEST_P(WatcherTest, ShallowSourcesSeeTheirEntriesButNotDeeper) {
     TempDir dir;
     write_file(dir / "src/sub/deeper/file", "1");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, 2}})).ok());
     write_file(dir / "src/sub/new", "x");  // changes sub's times: seen
     ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
@@ -120,9 +138,9 @@ TEST(InotifyWatcher, ShallowSourcesSeeTheirEntriesButNotDeeper) {
     EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
 }
 
-TEST(InotifyWatcher, APathThatDoesNotExistYetIsWatchedThroughItsNearestParent) {
+TEST_P(WatcherTest, APathThatDoesNotExistYetIsWatchedThroughItsNearestParent) {
     TempDir dir;
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     fs::path root = dir / "not/yet/root";
     ASSERT_TRUE(watcher->add(3, config_only_plan(root)).ok());
     fs::create_directories(root / "etc");
@@ -138,10 +156,10 @@ TEST(InotifyWatcher, APathThatDoesNotExistYetIsWatchedThroughItsNearestParent) {
     ASSERT_TRUE(wait_event(*watcher, 3, WatchEventKind::changed));
 }
 
-TEST(InotifyWatcher, ARemovedAndRecreatedSourceIsWatchedAgain) {
+TEST_P(WatcherTest, ARemovedAndRecreatedSourceIsWatchedAgain) {
     TempDir dir;
     write_file(dir / "src/file", "1");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
     fs::remove_all(dir / "src");
     ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
@@ -152,10 +170,10 @@ TEST(InotifyWatcher, ARemovedAndRecreatedSourceIsWatchedAgain) {
     ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
 }
 
-TEST(InotifyWatcher, RemovedKeysGetNoMoreEventsWhileSharedDirectoriesStayWatched) {
+TEST_P(WatcherTest, RemovedKeysGetNoMoreEventsWhileSharedDirectoriesStayWatched) {
     TempDir dir;
     write_file(dir / "src/file", "1");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     auto plan = plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}});
     ASSERT_TRUE(watcher->add(1, plan).ok());
     ASSERT_TRUE(watcher->add(2, plan).ok());
@@ -170,16 +188,43 @@ TEST(InotifyWatcher, RemovedKeysGetNoMoreEventsWhileSharedDirectoriesStayWatched
     EXPECT_FALSE(wait_event(*watcher, 2, WatchEventKind::changed, nullptr, 300));
 }
 
-TEST(InotifyWatcher, VolwatchsOwnStateDirectoryIsNeverWatched) {
+TEST_P(WatcherTest, VolwatchsOwnStateDirectoryIsNeverWatched) {
     TempDir dir;
     write_file(dir / "var/lib/volwatch/build/x.json", "{}");
     write_file(dir / "var/other/file", "1");
-    auto watcher = make_inotify_watcher();
+    MAKE_WATCHER(watcher);
     ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"var", WatchRole::source, unlimited_depth}})).ok());
     write_file(dir / "var/lib/volwatch/build/x.json", "{\"new\":1}");
     EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
     write_file(dir / "var/other/file", "2");
     EXPECT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+}
+
+TEST_P(WatcherTest, ADirectoryRenamedInsideASourceKeepsReportingUnderItsNewName) {
+    TempDir dir;
+    write_file(dir / "src/old/file", "1");
+    MAKE_WATCHER(watcher);
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
+    write_file(dir / "src/old/file", "2");  // the old name gets cached (fanotify)
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    fs::rename(dir / "src/old", dir / "src/new");
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+    drain(*watcher);
+    write_file(dir / "src/new/file", "3");
+    std::vector<WatchEvent> events;
+    ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed, &events));
+    EXPECT_EQ(events.back().path, "src/new/file");
+}
+
+TEST_P(WatcherTest, ChangesOutsideTheTargetsAreNotReported) {
+    TempDir dir;
+    write_file(dir / "src/file", "1");
+    write_file(dir / "elsewhere/file", "1");
+    MAKE_WATCHER(watcher);
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
+    write_file(dir / "elsewhere/file", "2");
+    write_file(dir / "srcfoo", "x");
+    EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
 }
 
 }  // namespace
