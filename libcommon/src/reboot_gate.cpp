@@ -1,0 +1,421 @@
+#include "volwatch/reboot_gate.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <map>
+#include <ostream>
+#include <poll.h>
+#include <set>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "volwatch/fd.hpp"
+#include "volwatch/lockdir.hpp"
+#include "volwatch/log.hpp"
+#include "volwatch/output.hpp"
+#include "volwatch/process.hpp"
+#include "volwatch/report.hpp"
+#include "volwatch/volume.hpp"
+#include "volwatch/vwatch.hpp"
+
+namespace volwatch {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double unix_now() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+struct Blocker {
+    Volume volume;
+    std::string reason;                  // "vrebuild running, pid 4242, 42 s" or "initramfs: stale: ..."
+    std::optional<ProcessIdentity> owner;
+    bool locked = false;
+};
+
+struct Excepted {
+    Volume volume;
+    std::string reason;
+};
+
+struct Evaluation {
+    std::vector<Blocker> blockers;
+    std::vector<Excepted> excepted;
+};
+
+std::string first_stale_reason(const VolumeReport& report) {
+    for (const auto& cache : report.caches)
+        if (cache.state != CacheState::clean) return fmt::format("{}: {}", cache.name, cache.reason);
+    for (const auto& helper : report.helpers)
+        if (helper.state != CacheState::clean) return fmt::format("helper {}: {}", helper.target.string(), helper.reason);
+    return "stale";
+}
+
+// What keeps the reboot lock from being granted now. `launches` counts the
+// rebuilds this run started per volume: past max_attempts a volume that
+// rebuilds "successfully" yet stays stale stops blocking too.
+Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<std::string, int>& launches) {
+    Evaluation evaluation;
+    for (const Volume& volume : discover_volumes(host, ProcMountTable())) {
+        if (!volume.mounted) continue;
+        VolumeReport report = inspect_volume(volume, host, {});
+        auto launched = launches.find(volume.id.value);
+        bool over = report.gave_up || (launched != launches.end() && launched->second >= host.max_attempts);
+        if (report.state == VolumeState::absent) continue;
+        if (report.state == VolumeState::config_error) {
+            evaluation.excepted.push_back({volume, fmt::format("config error: {}", report.problem)});
+            continue;
+        }
+        if (report.lock && !over) {
+            Blocker blocker{volume, "", std::nullopt, true};
+            double age = std::max(0.0, unix_now() - report.lock->since);
+            blocker.reason = fmt::format("{} running, pid {}, {:.0f} s", report.lock->purpose.empty() ? report.lock->command : report.lock->purpose,
+                                         report.lock->pid, age);
+            // The owner's pidfd wakes the gate if it dies without unlocking.
+            if (auto record = dir.volume_file(volume.id.value)) {
+                if (auto read = record->read(); read) blocker.owner = read->live_owner();
+            }
+            evaluation.blockers.push_back(std::move(blocker));
+            continue;
+        }
+        if (!report.needs_update()) continue;
+        if (over) {
+            evaluation.excepted.push_back(
+                {volume, fmt::format("gave up after {} failures and {} attempts; not waiting for it ({})", report.failures,
+                                     report.attempts, first_stale_reason(report))});
+            continue;
+        }
+        evaluation.blockers.push_back({volume, first_stale_reason(report), std::nullopt, false});
+    }
+    return evaluation;
+}
+
+enum class GrantOutcome { granted, already, blocked };
+
+// Under the reboot lock's exclusive flock (the order vlock shares: reboot
+// first, then a volume), no volume lock can be granted meanwhile.
+Result<GrantOutcome> try_grant(const LockDir& dir, const ProcessIdentity& owner, const std::string& command) {
+    auto reboot = dir.reboot_file();
+    if (!reboot) return reboot.problem();
+    RecordLock guard(*reboot, true);
+    auto record = reboot->read_held();
+    if (!record) return record.problem();
+    if (record->held()) return GrantOutcome::already;
+    auto ids = dir.volume_ids();
+    if (!ids) return ids.problem();
+    for (const auto& id : *ids) {
+        auto file = dir.volume_file(id);
+        if (!file) return file.problem();
+        auto volume_record = file->read();
+        if (volume_record && volume_record->held()) return GrantOutcome::blocked;
+    }
+    LockRecord granted = *record;
+    granted.owners = {owner};
+    granted.command = command;
+    granted.purpose = "vrebootgate";
+    granted.since = unix_now();
+    granted.waiters.clear();
+    if (auto written = reboot->write_held(granted); !written) return written.problem();
+    return GrantOutcome::granted;
+}
+
+class Gate {
+public:
+    Gate(const GateOptions& options, const HostConfig& host, const LockDir& dir, std::ostream& out, std::ostream& err)
+        : options_(options), host_(host), dir_(dir), out_(out), err_(err),
+          logger_("vrebootgate", options.quiet ? LogLevel::warning : LogLevel::info, LogTarget::stderr_stream) {}
+
+    ExitCode run() {
+        auto owner_pid = options_.owner.value_or(::getppid());
+        auto owner = identify_process(owner_pid);
+        if (!owner) throw Failure(ExitCode::usage, fmt::format("--owner {}: no such process", owner_pid));
+        auto started = Clock::now();
+        auto deadline = options_.wait ? (*options_.wait == Duration::max() ? Clock::time_point::max() : started + *options_.wait)
+                                      : started;
+        UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+        if (inotify) {
+            ::inotify_add_watch(inotify.get(), (dir_.path() / "volumes").c_str(),
+                                IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_MOVED_TO);
+            ::inotify_add_watch(inotify.get(), dir_.path().c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE);
+        }
+        bool delayed = false;
+        std::string last_progress;
+        for (;;) {
+            reap_children();
+            Evaluation now = evaluate(host_, dir_, launches_);
+            report_exceptions(now);
+            if (now.blockers.empty()) {
+                auto granted = try_grant(dir_, *owner, process_command(::getpid()));
+                if (!granted) throw Failure(granted.problem());
+                if (*granted == GrantOutcome::already) return already();
+                if (*granted == GrantOutcome::granted) {
+                    double waited = std::chrono::duration<double>(Clock::now() - started).count();
+                    if (delayed)
+                        logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
+                                      fmt::format("shutdown delay ends after {:.1f} s", waited));
+                    logger_.log(LogLevel::info, fmt::format("reboot lock granted to pid {}", owner->pid));
+                    print_result(true, owner->pid, waited, now);
+                    return ExitCode::ok;
+                }
+                continue;  // a volume was locked between the check and the grant
+            }
+            if (!options_.wait) {
+                for (const auto& b : now.blockers)
+                    logger_.log(LogLevel::warning, fmt::format("{}: busy: {}", b.volume.root.string(), b.reason));
+                print_result(false, 0, 0, now);
+                return ExitCode::busy;
+            }
+            if (!delayed) {
+                delayed = true;
+                std::string names;
+                for (const auto& b : now.blockers) names += (names.empty() ? "" : ", ") + b.volume.root.string();
+                logger_.event(LogLevel::notice, log_event::shutdown_delay_begins,
+                              fmt::format("shutdown delay begins: waiting for {} ({} volume{})", names, now.blockers.size(),
+                                          now.blockers.size() == 1 ? "" : "s"));
+            }
+            launch_rebuilds(now);
+            std::string progress = describe(now);
+            if (progress != last_progress) {
+                for (const auto& b : now.blockers)
+                    logger_.log(LogLevel::info, fmt::format("waiting for {}: {}", b.volume.root.string(), describe_blocker(b)));
+                last_progress = progress;
+            }
+            if (Clock::now() >= deadline) {
+                double waited = std::chrono::duration<double>(Clock::now() - started).count();
+                for (const auto& b : now.blockers)
+                    logger_.log(LogLevel::error, fmt::format("{}: still blocking after {:.1f} s: {}", b.volume.root.string(), waited,
+                                                             describe_blocker(b)));
+                logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
+                              fmt::format("shutdown delay ends after {:.1f} s without the reboot lock", waited));
+                print_result(false, 0, waited, now);
+                return ExitCode::busy;
+            }
+            wait_for_change(inotify.get(), now, deadline);
+        }
+    }
+
+private:
+    ExitCode already() {
+        auto holder = reboot_lock_owner(dir_);
+        std::string who = holder && *holder ? fmt::format(" (held by pid {})", (*holder)->pid) : "";
+        if (!options_.quiet) err_ << "vrebootgate: reboot already in progress" << who << "; proceed\n";
+        if (options_.json)
+            out_ << nlohmann::json({{"version", 1}, {"granted", false}, {"already", true}, {"exit_code", to_int(ExitCode::reboot_already)}}).dump(2)
+                 << '\n';
+        return ExitCode::reboot_already;
+    }
+
+    std::string describe_blocker(const Blocker& b) const {
+        auto child = children_.find(b.volume.id.value);
+        if (!b.locked && child != children_.end())
+            return fmt::format("{}; rebuilding, vrebuild pid {}", b.reason, child->second.pid);
+        return b.reason;
+    }
+
+    std::string describe(const Evaluation& e) const {
+        std::string text;
+        // The age in seconds changes every second; a change of state is what counts.
+        for (const auto& b : e.blockers) {
+            auto child = children_.find(b.volume.id.value);
+            text += fmt::format("{}|{}|{}|{};", b.volume.id.value, b.locked, b.owner ? b.owner->pid : 0,
+                                child != children_.end() ? child->second.pid : 0);
+        }
+        return text;
+    }
+
+    void report_exceptions(const Evaluation& e) {
+        for (const auto& x : e.excepted) {
+            if (warned_.insert(x.volume.id.value).second)
+                logger_.log(LogLevel::warning, fmt::format("{}: {}", x.volume.root.string(), x.reason));
+        }
+    }
+
+    struct Child {
+        pid_t pid = 0;
+        UniqueFd pidfd;
+    };
+
+    void launch_rebuilds(const Evaluation& e) {
+        std::string program = locate_vrebuild(options_.vrebuild);
+        for (const auto& b : e.blockers) {
+            if (b.locked || children_.contains(b.volume.id.value)) continue;
+            std::vector<std::string> args{program};
+            if (!host_.source.empty()) args.insert(args.end(), {"--config", host_.source.string()});
+            args.insert(args.end(), {"--lock-dir", host_.lock_dir.string(), b.volume.root.string()});
+            std::vector<char*> argv;
+            for (auto& a : args) argv.push_back(a.data());
+            argv.push_back(nullptr);
+            pid_t pid = ::fork();
+            if (pid < 0) {
+                logger_.log(LogLevel::error, fmt::format("cannot start vrebuild: {}", std::strerror(errno)));
+                return;
+            }
+            if (pid == 0) {
+                // Shutdown is when updates must happen: normal priority. Its
+                // report goes to our stderr, never into our --json.
+                ::dup2(2, 1);
+                ::execvp(argv[0], argv.data());
+                ::_exit(127);
+            }
+            ++launches_[b.volume.id.value];
+            Child child;
+            child.pid = pid;
+            child.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+            children_.emplace(b.volume.id.value, std::move(child));
+        }
+    }
+
+    void reap_children() {
+        for (auto it = children_.begin(); it != children_.end();) {
+            int status = 0;
+            if (::waitpid(it->second.pid, &status, WNOHANG) == it->second.pid) {
+                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (code != 0) logger_.log(LogLevel::warning, fmt::format("vrebuild (pid {}) exited with status {}", it->second.pid, code));
+                it = children_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+
+    void wait_for_change(int inotify_fd, const Evaluation& e, Clock::time_point deadline) {
+        std::vector<struct pollfd> fds;
+        if (inotify_fd >= 0) fds.push_back({inotify_fd, POLLIN, 0});
+        std::vector<UniqueFd> owner_fds;
+        for (const auto& b : e.blockers) {
+            if (!b.owner) continue;
+            UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, b.owner->pid, 0)));
+            if (fd) {
+                fds.push_back({fd.get(), POLLIN, 0});
+                owner_fds.push_back(std::move(fd));
+            }
+        }
+        for (const auto& [id, child] : children_)
+            if (child.pidfd) fds.push_back({child.pidfd.get(), POLLIN, 0});
+        int timeout = -1;
+        if (deadline != Clock::time_point::max()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count() + 1;
+            timeout = static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
+        }
+        if (::poll(fds.data(), fds.size(), timeout) > 0 && inotify_fd >= 0 && (fds[0].revents & POLLIN)) {
+            char buffer[4096];
+            while (::read(inotify_fd, buffer, sizeof buffer) > 0) {
+            }
+        }
+    }
+
+    void print_result(bool granted, pid_t owner, double waited, const Evaluation& e) {
+        if (!options_.json) return;
+        nlohmann::json blockers = nlohmann::json::array(), excepted = nlohmann::json::array();
+        for (const auto& b : e.blockers)
+            blockers.push_back({{"root", b.volume.root.string()}, {"id", b.volume.id.value}, {"reason", describe_blocker(b)},
+                                {"locked", b.locked}});
+        for (const auto& x : e.excepted)
+            excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
+        ExitCode code = granted ? ExitCode::ok : ExitCode::busy;
+        out_ << nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
+                                {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
+                                {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
+                                {"exit_code", to_int(code)}})
+                    .dump(2)
+             << '\n';
+    }
+
+    const GateOptions& options_;
+    const HostConfig& host_;
+    const LockDir& dir_;
+    std::ostream& out_;
+    std::ostream& err_;
+    Logger logger_;
+    std::map<std::string, Child> children_;
+    std::map<std::string, int> launches_;
+    std::set<std::string> warned_;
+};
+
+ExitCode gate_status(const GateOptions& options, const HostConfig& host, const LockDir& dir, std::ostream& out) {
+    std::optional<LockRecord> held;
+    if (dir.exists()) {
+        auto file = dir.reboot_file();
+        if (file) {
+            auto record = file->read();
+            if (record && record->held()) held = *record;
+        }
+    }
+    Evaluation e = evaluate(host, dir, {});
+    if (options.json) {
+        nlohmann::json holder = nullptr;
+        if (held) {
+            auto owner = held->live_owner();
+            holder = {{"pid", owner ? owner->pid : 0}, {"command", held->command}, {"since", format_utc(held->since)}};
+        }
+        nlohmann::json blockers = nlohmann::json::array(), excepted = nlohmann::json::array();
+        for (const auto& b : e.blockers)
+            blockers.push_back({{"root", b.volume.root.string()}, {"id", b.volume.id.value}, {"reason", b.reason}, {"locked", b.locked}});
+        for (const auto& x : e.excepted)
+            excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
+        out << nlohmann::json({{"version", 1}, {"held", held.has_value()}, {"holder", holder}, {"blockers", blockers},
+                               {"excepted", excepted}})
+                   .dump(2)
+            << '\n';
+    } else if (!options.quiet) {
+        if (held) {
+            auto owner = held->live_owner();
+            out << fmt::format("reboot lock held by pid {} ({}) since {}\n", owner ? owner->pid : 0, held->command,
+                               format_clock(held->since));
+        } else if (e.blockers.empty()) {
+            out << "reboot lock free; nothing blocks it\n";
+        } else {
+            out << "reboot lock free; blocked by:\n";
+            for (const auto& b : e.blockers) out << fmt::format("  {}: {}\n", b.volume.root.string(), b.reason);
+        }
+        for (const auto& x : e.excepted) out << fmt::format("  not waited for: {}: {}\n", x.volume.root.string(), x.reason);
+    }
+    return held || e.blockers.empty() ? ExitCode::ok : ExitCode::busy;
+}
+
+ExitCode gate_release(const LockDir& dir, std::ostream& err) {
+    auto file = dir.reboot_file();
+    if (!file) throw Failure(file.problem());
+    std::optional<ProcessIdentity> was;
+    auto updated = file->update([&](LockRecord& record) {
+        was = record.live_owner();
+        if (!was) return false;
+        record.owners.clear();
+        return true;
+    });
+    if (!updated) throw Failure(updated.problem());
+    if (!was) {
+        err << "vrebootgate: the reboot lock is not held\n";
+        return ExitCode::not_locked;
+    }
+    err << fmt::format("vrebootgate: released the reboot lock held by pid {}\n", was->pid);
+    return ExitCode::ok;
+}
+
+}  // namespace
+
+ExitCode run_vrebootgate(const GateOptions& options, std::ostream& out, std::ostream& err) {
+    HostConfig host = load_host_config(options.host).or_throw();
+    bool writes = !options.status;
+    auto dir = LockDir::open(host.lock_dir, writes ? LockDirAccess::write : LockDirAccess::read);
+    if (!dir) throw Failure(dir.problem());
+    if (options.status) return gate_status(options, host, *dir, out);
+    if (options.release) {
+        if (::geteuid() != 0) throw Failure(ExitCode::permission, "--release: permission denied (root only)");
+        return gate_release(*dir, err);
+    }
+    Gate gate(options, host, *dir, out, err);
+    return gate.run();
+}
+
+}  // namespace volwatch

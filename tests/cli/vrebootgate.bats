@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# Scripted shutdown scenarios for the real vrebootgate on sandbox volumes.
+
+load common
+
+VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
+VREBOOTGATE=${VREBOOTGATE:-$VOLWATCH_BUILD_DIR/tools/vrebootgate}
+VLOCK=${VLOCK:-$VOLWATCH_BUILD_DIR/tools/vlock}
+VUNLOCK=${VUNLOCK:-$VOLWATCH_BUILD_DIR/tools/vunlock}
+
+setup() {
+    make_sandbox
+    export VOLWATCH_VREBUILD=$VREBUILD
+    pids=()
+}
+
+teardown() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    pkill -f -- "--lock-dir $SANDBOX/" 2>/dev/null || true
+    pkill -f -- "^sleep 120$" 2>/dev/null || true
+    remove_sandbox
+}
+
+# shutdown_script: a stand-in for the shutdown process that will own the reboot lock.
+shutdown_script() {
+    sleep 300 &
+    owner=$!
+    pids+=("$owner")
+}
+
+add_rebuilder() {
+    sed -i "/^\[rebuilders\]/a $1 = { argv = $2, timeout = \"${3:-1m}\" }" "$HOST"
+    sed -i "s/^rebuild = .*/rebuild = \"$1\"/" "$VOL/etc/volwatch/bootcaches.toml"
+}
+
+@test "all clean: granted at once, owned by the given process" {
+    "$VREBUILD" "$VOL" 2>/dev/null
+    shutdown_script
+    run "$VREBOOTGATE" --owner "$owner"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"reboot lock granted to pid $owner"* ]]
+    run "$VREBOOTGATE" --status
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"reboot lock held by pid $owner"* ]]
+}
+
+@test "the default owner is the caller's parent, and the lock ends with it" {
+    "$VREBUILD" "$VOL" 2>/dev/null
+    run sh -c '"$1"; echo "gate=$?"; "$1" --status' sh "$VREBOOTGATE"
+    [[ "$output" == *"gate=0"* ]]
+    [[ "$output" == *"reboot lock held by pid"* ]]
+    # That shell has exited: the reboot lock is free again.
+    run "$VREBOOTGATE" --status
+    [[ "$output" == *"reboot lock free"* ]]
+}
+
+@test "a locked volume: busy without --wait naming the holder; with --wait the gate waits for the unlock" {
+    [ -x "$VLOCK" ] || skip "vlock is not built"
+    "$VREBUILD" "$VOL" 2>/dev/null
+    "$VLOCK" "$VOL" --purpose "kernel update" -- sleep 2 &
+    pids+=($!)
+    for _ in $(seq 50); do "$VCHECK" "$VOL" | grep -q "rebuild in progress" && break; sleep 0.1; done
+    shutdown_script
+    run "$VREBOOTGATE" --owner "$owner"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"$VOL: busy: kernel update running, pid"* ]]
+    SECONDS=0
+    run "$VREBOOTGATE" --owner "$owner" --wait=30s
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"shutdown delay begins: waiting for $VOL"* ]]
+    [[ "$output" == *"waiting for $VOL: kernel update running"* ]]
+    [[ "$output" == *"shutdown delay ends after"* ]]
+    [ "$SECONDS" -lt 20 ]
+}
+
+@test "a stale volume: --wait launches vrebuild, waits, and is granted with the cache fresh" {
+    shutdown_script
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    run "$VREBOOTGATE" --owner "$owner" --wait=1m
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"waiting for $VOL: pack: product missing"*"rebuilding, vrebuild pid"* ]]
+    [[ "$output" == *"reboot lock granted"* ]]
+    # The reboot lock refuses new volume locks, but vcheck only reads.
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+}
+
+@test "a volume whose rebuild always fails stops blocking after max_failures" {
+    add_rebuilder broken '["false"]'
+    shutdown_script
+    run "$VREBOOTGATE" --owner "$owner" --wait=1m
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"gave up after 3 failures"*"not waiting for it"* ]]
+    [[ "$output" == *"reboot lock granted"* ]]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"gave-up"* ]]
+}
+
+@test "the --wait bound holds against a rebuilder that hangs" {
+    add_rebuilder hang '["sleep", "120"]' 10m
+    shutdown_script
+    # The launched vrebuild keeps our pipes open, so time the gate's own exit.
+    SECONDS=0
+    "$VREBOOTGATE" --owner "$owner" --wait=2s >"$SANDBOX/gate.out" 2>&1 &
+    gate=$!
+    code=0
+    wait "$gate" || code=$?
+    [ "$SECONDS" -lt 15 ]
+    [ "$code" -eq 75 ]
+    output=$(cat "$SANDBOX/gate.out")
+    [[ "$output" == *"$VOL: still blocking after"* ]]
+    [[ "$output" == *"without the reboot lock"* ]]
+    run "$VREBOOTGATE" --status
+    [[ "$output" == *"reboot lock free"* ]]
+}
+
+@test "while the reboot lock is held: vlock and vrebuild refuse, a second gate says proceed; after the owner dies vlock works" {
+    "$VREBUILD" "$VOL" 2>/dev/null
+    shutdown_script
+    "$VREBOOTGATE" --owner "$owner"
+    run "$VREBUILD" --force "$VOL"
+    [ "$status" -eq 5 ]
+    [[ "$output" == *"reboot in progress"* ]]
+    if [ -x "$VLOCK" ]; then
+        run "$VLOCK" "$VOL" -- true
+        [ "$status" -eq 5 ]
+        [[ "$output" == *"reboot in progress"* ]]
+    fi
+    run "$VREBOOTGATE" --wait=5s
+    [ "$status" -eq 6 ]
+    [[ "$output" == *"reboot already in progress"* ]]
+    kill "$owner"
+    wait "$owner" 2>/dev/null || true
+    if [ -x "$VLOCK" ]; then
+        run "$VLOCK" "$VOL" -- true
+        [ "$status" -eq 0 ]
+    fi
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+}
+
+@test "--status and --json tell who holds it or what blocks" {
+    run "$VREBOOTGATE" --status
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"reboot lock free; blocked by:"* ]]
+    [[ "$output" == *"$VOL: pack: product missing"* ]]
+    run "$VREBOOTGATE" --status --json
+    [ "$status" -eq 75 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+doc = json.load(sys.stdin)
+assert doc["held"] is False and doc["holder"] is None, doc
+assert doc["blockers"][0]["reason"].startswith("pack: product missing"), doc
+'
+    shutdown_script
+    run "$VREBOOTGATE" --owner "$owner" --wait=1m --json
+    [ "$status" -eq 0 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+text = sys.stdin.read()
+doc = json.loads(text[text.index("{"):])
+assert doc["granted"] is True and doc["owner"] > 0 and doc["exit_code"] == 0, doc
+'
+    run "$VREBOOTGATE" --status --json
+    [ "$status" -eq 0 ]
+    [[ "$output" == *'"held": true'* ]]
+}
+
+@test "--release drops the reboot lock for an aborted shutdown" {
+    "$VREBUILD" "$VOL" 2>/dev/null
+    shutdown_script
+    "$VREBOOTGATE" --owner "$owner"
+    run "$VREBOOTGATE" --release
+    if [ "$(id -u)" -ne 0 ]; then
+        [ "$status" -eq 77 ]
+        skip "--release needs root"
+    fi
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"released the reboot lock held by pid $owner"* ]]
+    run "$VREBUILD" --force "$VOL"
+    [ "$status" -eq 0 ]
+    run "$VREBOOTGATE" --release
+    [ "$status" -eq 3 ]
+}
+
+@test "usage errors exit 64" {
+    run "$VREBOOTGATE" --status --release
+    [ "$status" -eq 64 ]
+    run "$VREBOOTGATE" --wait=soon
+    [ "$status" -eq 64 ]
+    run "$VREBOOTGATE" --owner 0
+    [ "$status" -eq 64 ]
+}
