@@ -38,7 +38,8 @@ start_vwatch() {
     # covers fanotify on file systems of its own).
     "$VWATCH" --log-level debug --backend "${VWATCH_BACKEND:-inotify}" "$@" >>"$LOG" 2>&1 &
     VWATCH_PID=$!
-    wait_for_log "ready: watching" 20
+    wait_for "log_has 'ready: watching' || ! kill -0 $VWATCH_PID 2>/dev/null" 20
+    kill -0 "$VWATCH_PID" 2>/dev/null || { sed 's/^/    log: /' "$LOG" >&2; return 1; }
 }
 
 stop_vwatch() {
