@@ -18,7 +18,9 @@ bin=$top/build/tools
 sandbox=$(mktemp -d "${TMPDIR:-/tmp}/volwatch-demo.XXXXXX")
 if [[ $keep -eq 0 ]]; then trap 'rm -rf "$sandbox"' EXIT; fi
 vol=$sandbox/vol
-mkdir -p "$vol/etc/volwatch" "$vol/usr/lib/modules/6.1.0-18/kernel/drivers" "$vol/boot" "$sandbox/locks"
+mkdir -p "$vol/etc/volwatch" "$vol/usr/lib/modules/6.1.0-18/kernel/drivers" "$vol/boot" "$sandbox/locks" \
+         "$sandbox/esp1" "$sandbox/esp2"
+echo "vmlinuz 6.1.0-18" > "$vol/boot/vmlinuz-6.1.0-18"
 echo "e1000e driver" > "$vol/usr/lib/modules/6.1.0-18/kernel/drivers/e1000e.ko"
 echo "initramfs-tools config" > "$vol/usr/lib/modules/6.1.0-18/modules.order"
 
@@ -30,6 +32,11 @@ volumes  = ["$vol"]
 
 [rebuilders]
 initramfs = { argv = ["tar", "-C", "{root}", "-czf", "{product}", "usr/lib/modules"], timeout = "1m" }
+
+# Two ESPs (a RAID1 pair): each gets a crash-consistent copy of the boot files.
+[[helpers]]
+volume  = "$vol"
+targets = ["$sandbox/esp1", "$sandbox/esp2"]
 TOML
 cat > "$vol/etc/volwatch/bootcaches.toml" <<'TOML'
 # The volume config: lives on the volume, untrusted; it only names a rebuilder.
@@ -41,6 +48,9 @@ sources = ["usr/lib/modules"]
 product = "boot/initrd.img"
 depth   = "deep"
 rebuild = "initramfs"
+
+[helpers]
+files = ["boot/vmlinuz-6.1.0-18", "boot/initrd.img"]
 TOML
 export VOLWATCH_CONFIG=$sandbox/volwatch.toml
 
@@ -51,15 +61,11 @@ step "A sandbox volume at $vol, with host config $VOLWATCH_CONFIG"
 step "Before the first build the product is missing"
 show "$bin/vcheck" "$vol"
 
-step "Build the cache"
-if [[ -x $bin/vrebuild ]]; then
-    show "$bin/vrebuild" "$vol"
-else
-    # vrebuild is not built yet: run the rebuilder by hand.
-    tar -C "$vol" -czf "$vol/boot/initrd.img" usr/lib/modules
-    touch -d "@$(( $(date +%s) + 1 ))" "$vol/boot/initrd.img"
-    sleep 1.1
-fi
+step "What vrebuild would do (--dry-run changes nothing)"
+show "$bin/vrebuild" --dry-run "$vol"
+
+step "Build the cache and copy the boot files to both helpers"
+show "$bin/vrebuild" "$vol"
 show "$bin/vcheck" "$vol"
 
 step "A package manager installs a new module (with an old mtime, as dpkg and tar do)"
@@ -70,14 +76,26 @@ show "$bin/vcheck" "$vol"
 step "The same report as JSON, for scripts"
 show "$bin/vcheck" --json "$vol"
 
-step "And for Prometheus' node_exporter textfile collector"
-show "$bin/vcheck" --format=prometheus "$vol"
+step "And for Prometheus' node_exporter textfile collector (first lines)"
+"$bin/vcheck" --format=prometheus "$vol" | grep -E '^volwatch_(volume|cache)_stale' || true
 
-if [[ -x $bin/vrebuild ]]; then
-    step "Rebuild, and the volume is clean again"
-    show "$bin/vrebuild" "$vol"
-    show "$bin/vcheck" "$vol"
-fi
+step "Rebuild: the stale cache is rebuilt under the volume lock, then both helpers get the new set"
+show "$bin/vrebuild" "$vol"
+show "$bin/vcheck" "$vol"
+printf '$ ls %s/esp1/volwatch\n' "$sandbox"; ls "$sandbox/esp1/volwatch"
+printf '$ cat %s/esp1/volwatch/current\n' "$sandbox"; cat "$sandbox/esp1/volwatch/current"
+
+step "A simulated shutdown: a kernel module changes, then the shutdown hook runs the gate"
+echo "late driver" > "$vol/usr/lib/modules/6.1.0-18/kernel/drivers/r8169.ko"
+show "$bin/vcheck" "$vol"
+sleep 600 &   # stands in for the shutdown script that will own the reboot lock
+shutdown_pid=$!
+show "$bin/vrebootgate" --wait=1m --owner "$shutdown_pid"
+show "$bin/vcheck" "$vol"
+step "While the reboot lock is held, no new volume lock is granted (exit 5)"
+show "$bin/vrebuild" --force "$vol"
+show "$bin/vrebootgate" --status
+kill "$shutdown_pid"; wait "$shutdown_pid" 2>/dev/null || true
 
 if [[ $keep -eq 1 ]]; then
     step "Sandbox kept at $sandbox (export VOLWATCH_CONFIG=$sandbox/volwatch.toml to explore)"
