@@ -85,6 +85,17 @@ show "$bin/vcheck" "$vol"
 printf '$ ls %s/esp1/volwatch\n' "$sandbox"; ls "$sandbox/esp1/volwatch"
 printf '$ cat %s/esp1/volwatch/current\n' "$sandbox"; cat "$sandbox/esp1/volwatch/current"
 
+step "The watcher: vwatch notices a change, lets it settle, and launches vrebuild by itself"
+"$bin/vwatch" --settle 500ms --startup-delay 0 --no-discover --log-level info >"$sandbox/vwatch.log" 2>&1 &
+watcher=$!
+for _ in $(seq 100); do grep -q "ready" "$sandbox/vwatch.log" 2>/dev/null && break; sleep 0.1; done
+printf '$ echo "wifi driver" > .../kernel/drivers/iwlwifi.ko\n'
+echo "wifi driver" > "$vol/usr/lib/modules/6.1.0-18/kernel/drivers/iwlwifi.ko"
+for _ in $(seq 150); do "$bin/vcheck" -q "$vol" && break; sleep 0.1; done
+kill "$watcher"; wait "$watcher" 2>/dev/null || true
+printf '$ cat vwatch.log\n'; cat "$sandbox/vwatch.log"
+show "$bin/vcheck" "$vol"
+
 step "A simulated shutdown: a kernel module changes, then the shutdown hook runs the gate"
 echo "late driver" > "$vol/usr/lib/modules/6.1.0-18/kernel/drivers/r8169.ko"
 show "$bin/vcheck" "$vol"
