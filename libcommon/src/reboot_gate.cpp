@@ -76,7 +76,9 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
             evaluation.excepted.push_back({volume, fmt::format("config error: {}", report.problem)});
             continue;
         }
-        if (report.lock && !over) {
+        if (report.lock) {
+            // A live holder is work in progress, even on a volume we gave up
+            // on: wait for it (within the bound) rather than reboot under it.
             Blocker blocker{volume, "", std::nullopt, true};
             double age = std::max(0.0, unix_now() - report.lock->since);
             blocker.reason = fmt::format("{} running, pid {}, {:.0f} s", report.lock->purpose.empty() ? report.lock->command : report.lock->purpose,
@@ -90,9 +92,10 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
         }
         if (!report.needs_update()) continue;
         if (over) {
+            int attempts = report.attempts + (launched != launches.end() ? launched->second : 0);
             evaluation.excepted.push_back(
                 {volume, fmt::format("gave up after {} failures and {} attempts; not waiting for it ({})", report.failures,
-                                     report.attempts, first_stale_reason(report))});
+                                     attempts, first_stale_reason(report))});
             continue;
         }
         evaluation.blockers.push_back({volume, first_stale_reason(report), std::nullopt, false});
@@ -102,23 +105,35 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
 
 enum class GrantOutcome { granted, already, blocked };
 
+struct GrantAnswer {
+    GrantOutcome outcome = GrantOutcome::blocked;
+    std::vector<std::pair<std::string, LockRecord>> held;  // volume locks that blocked it
+};
+
 // Under the reboot lock's exclusive flock (the order vlock shares: reboot
 // first, then a volume), no volume lock can be granted meanwhile.
-Result<GrantOutcome> try_grant(const LockDir& dir, const ProcessIdentity& owner, const std::string& command) {
+Result<GrantAnswer> try_grant(const LockDir& dir, const ProcessIdentity& owner, const std::string& command) {
     auto reboot = dir.reboot_file();
     if (!reboot) return reboot.problem();
     RecordLock guard(*reboot, true);
     auto record = reboot->read_held();
     if (!record) return record.problem();
-    if (record->held()) return GrantOutcome::already;
+    GrantAnswer answer;
+    if (record->held()) {
+        answer.outcome = GrantOutcome::already;
+        return answer;
+    }
     auto ids = dir.volume_ids();
     if (!ids) return ids.problem();
     for (const auto& id : *ids) {
         auto file = dir.volume_file(id);
         if (!file) return file.problem();
         auto volume_record = file->read();
-        if (volume_record && volume_record->held()) return GrantOutcome::blocked;
+        if (volume_record && volume_record->held()) answer.held.emplace_back(id, *volume_record);
     }
+    // Any live volume lock blocks, watched volume or not (a script may lock
+    // a volume vwatch does not follow).
+    if (!answer.held.empty()) return answer;
     LockRecord granted = *record;
     granted.owners = {owner};
     granted.command = command;
@@ -126,7 +141,8 @@ Result<GrantOutcome> try_grant(const LockDir& dir, const ProcessIdentity& owner,
     granted.since = unix_now();
     granted.waiters.clear();
     if (auto written = reboot->write_held(granted); !written) return written.problem();
-    return GrantOutcome::granted;
+    answer.outcome = GrantOutcome::granted;
+    return answer;
 }
 
 class Gate {
@@ -155,10 +171,11 @@ public:
             Evaluation now = evaluate(host_, dir_, launches_);
             report_exceptions(now);
             if (now.blockers.empty()) {
-                auto granted = try_grant(dir_, *owner, process_command(::getpid()));
+                std::string command = process_command(owner->pid);
+                auto granted = try_grant(dir_, *owner, command.empty() ? process_command(::getpid()) : command);
                 if (!granted) throw Failure(granted.problem());
-                if (*granted == GrantOutcome::already) return already();
-                if (*granted == GrantOutcome::granted) {
+                if (granted->outcome == GrantOutcome::already) return already();
+                if (granted->outcome == GrantOutcome::granted) {
                     double waited = std::chrono::duration<double>(Clock::now() - started).count();
                     if (delayed)
                         logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
@@ -167,7 +184,19 @@ public:
                     print_result(true, owner->pid, waited, now);
                     return ExitCode::ok;
                 }
-                continue;  // a volume was locked between the check and the grant
+                // Volume locks the scan did not show (taken meanwhile, or on a
+                // volume it does not follow) block like any other: wait for them.
+                for (const auto& [id, record] : granted->held) {
+                    Volume volume;
+                    volume.root = record.volume.empty() ? id : record.volume;
+                    volume.id = VolumeId{id};
+                    auto holder = record.live_owner();
+                    std::string what = record.purpose.empty() ? record.command : record.purpose;
+                    now.blockers.push_back({volume,
+                                            fmt::format("{} running, pid {}, {:.0f} s", what, holder ? holder->pid : 0,
+                                                        std::max(0.0, unix_now() - record.since)),
+                                            holder, true});
+                }
             }
             if (!options_.wait) {
                 for (const auto& b : now.blockers)
@@ -210,7 +239,11 @@ private:
         std::string who = holder && *holder ? fmt::format(" (held by pid {})", (*holder)->pid) : "";
         if (!options_.quiet) err_ << "vrebootgate: reboot already in progress" << who << "; proceed\n";
         if (options_.json)
-            out_ << nlohmann::json({{"version", 1}, {"granted", false}, {"already", true}, {"exit_code", to_int(ExitCode::reboot_already)}}).dump(2)
+            out_ << nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
+                                    {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
+                                    {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
+                                    {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}})
+                        .dump(2)
                  << '\n';
         return ExitCode::reboot_already;
     }
@@ -378,12 +411,12 @@ ExitCode gate_status(const GateOptions& options, const HostConfig& host, const L
             out << "reboot lock free; blocked by:\n";
             for (const auto& b : e.blockers) out << fmt::format("  {}: {}\n", b.volume.root.string(), b.reason);
         }
-        for (const auto& x : e.excepted) out << fmt::format("  not waited for: {}: {}\n", x.volume.root.string(), x.reason);
+        for (const auto& x : e.excepted) out << fmt::format("  excepted: {}: {}\n", x.volume.root.string(), x.reason);
     }
     return held || e.blockers.empty() ? ExitCode::ok : ExitCode::busy;
 }
 
-ExitCode gate_release(const LockDir& dir, std::ostream& err) {
+ExitCode gate_release(const LockDir& dir, bool quiet, std::ostream& err) {
     auto file = dir.reboot_file();
     if (!file) throw Failure(file.problem());
     std::optional<ProcessIdentity> was;
@@ -395,10 +428,10 @@ ExitCode gate_release(const LockDir& dir, std::ostream& err) {
     });
     if (!updated) throw Failure(updated.problem());
     if (!was) {
-        err << "vrebootgate: the reboot lock is not held\n";
+        if (!quiet) err << "vrebootgate: the reboot lock is not held\n";
         return ExitCode::not_locked;
     }
-    err << fmt::format("vrebootgate: released the reboot lock held by pid {}\n", was->pid);
+    if (!quiet) err << fmt::format("vrebootgate: released the reboot lock held by pid {}\n", was->pid);
     return ExitCode::ok;
 }
 
@@ -410,10 +443,9 @@ ExitCode run_vrebootgate(const GateOptions& options, std::ostream& out, std::ost
     auto dir = LockDir::open(host.lock_dir, writes ? LockDirAccess::write : LockDirAccess::read);
     if (!dir) throw Failure(dir.problem());
     if (options.status) return gate_status(options, host, *dir, out);
-    if (options.release) {
-        if (::geteuid() != 0) throw Failure(ExitCode::permission, "--release: permission denied (root only)");
-        return gate_release(*dir, err);
-    }
+    // Opening the lock directory for writing already required root, or
+    // ownership of a sandbox lock directory (DESIGN §4).
+    if (options.release) return gate_release(*dir, options.quiet, err);
     Gate gate(options, host, *dir, out, err);
     return gate.run();
 }

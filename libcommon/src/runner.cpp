@@ -140,14 +140,17 @@ Result<RunResult> run_command(const RunSpec& spec) {
     auto deadline = started + spec.timeout;
     std::chrono::steady_clock::time_point kill_at{};
     bool kill_pending = false;
+    bool term_sent = false;
     bool exited = false, pipe_open = true;
     int wait_status = 0;
     char buffer[8192];
     while (!exited) {
         auto now = std::chrono::steady_clock::now();
-        if (!result.timed_out && now >= deadline) {
-            result.timed_out = true;
-            output.feed(fmt::format("timed out after {}; sending SIGTERM\n", format_duration(spec.timeout)));
+        if (!term_sent && now >= deadline) {
+            term_sent = true;
+            result.timed_out = !result.interrupted;
+            output.feed(result.interrupted ? std::string("interrupted; sending SIGTERM\n")
+                                           : fmt::format("timed out after {}; sending SIGTERM\n", format_duration(spec.timeout)));
             ::kill(-child, SIGTERM);
             kill_at = now + spec.kill_grace;
             kill_pending = true;
@@ -156,12 +159,21 @@ Result<RunResult> run_command(const RunSpec& spec) {
             ::kill(-child, SIGKILL);
             kill_pending = false;
         }
-        auto next = result.timed_out ? (kill_pending ? kill_at : now + std::chrono::seconds(1)) : deadline;
+        bool stopping = result.timed_out || result.interrupted;
+        auto next = stopping ? (kill_pending ? kill_at : now + std::chrono::seconds(1)) : deadline;
         int timeout_ms = static_cast<int>(std::clamp<long long>(
             std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count() + 1, 0, 60'000));
-        struct pollfd fds[2] = {{pidfd.get(), POLLIN, 0}, {pipe_open ? read_end.get() : -1, POLLIN, 0}};
+        struct pollfd fds[3] = {{pidfd.get(), POLLIN, 0},
+                                {pipe_open ? read_end.get() : -1, POLLIN, 0},
+                                {result.interrupted ? -1 : spec.interrupt_fd, POLLIN, 0}};
         if (!pidfd) timeout_ms = std::min(timeout_ms, 50);  // no pidfd (old kernel): poll for the exit
-        int ready = ::poll(fds, 2, timeout_ms);
+        int ready = ::poll(fds, 3, timeout_ms);
+        if (ready > 0 && (fds[2].revents & POLLIN) && !term_sent) {
+            // Asked to stop: end the command the way a timeout does, at once.
+            result.interrupted = true;
+            deadline = std::chrono::steady_clock::now();
+            continue;
+        }
         if (ready < 0 && errno != EINTR) break;
         if (pipe_open && (fds[1].revents & (POLLIN | POLLHUP))) {
             ssize_t n = ::read(read_end.get(), buffer, sizeof buffer);
@@ -177,7 +189,7 @@ Result<RunResult> run_command(const RunSpec& spec) {
     for (ssize_t n; pipe_open && (n = ::read(read_end.get(), buffer, sizeof buffer)) > 0;)
         output.feed(std::string_view(buffer, static_cast<std::size_t>(n)));
     output.flush();
-    if (result.timed_out) ::kill(-child, SIGKILL);  // leave nothing of a timed-out build behind
+    if (result.timed_out || result.interrupted) ::kill(-child, SIGKILL);  // leave nothing of a stopped build behind
 
     result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     if (WIFEXITED(wait_status)) result.status = WEXITSTATUS(wait_status);

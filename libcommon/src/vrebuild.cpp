@@ -4,7 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <csignal>
 #include <ostream>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -28,7 +30,7 @@ constexpr int status_tempfail = 75;
 
 struct CacheOutcome {
     std::string name;
-    std::string action;   // rebuilt, clean, failed, timed-out, tempfail, would-rebuild, skipped
+    std::string action;   // rebuilt, clean, failed, timed-out, tempfail, interrupted, would-rebuild
     std::string reason;   // why it was rebuilt, or why it failed
     std::vector<std::string> argv;
     int status = 0;
@@ -78,10 +80,23 @@ std::string shell_words(const std::vector<std::string>& argv) {
 
 class Rebuild {
 public:
-    Rebuild(const VrebuildOptions& options, const HostConfig& host, std::ostream& err)
-        : options_(options), host_(host), err_(err) {}
+    Rebuild(const VrebuildOptions& options, const HostConfig& host, std::ostream& err, int interrupt_fd)
+        : options_(options), host_(host), err_(err), interrupt_fd_(interrupt_fd) {}
 
-    VolumeOutcome run(const Volume& volume) {
+    /// True once SIGINT, SIGTERM or SIGHUP arrived; later steps are skipped.
+    bool interrupted() {
+        if (!interrupted_ && interrupt_fd_ >= 0) {
+            struct signalfd_siginfo info {};
+            if (::read(interrupt_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+                interrupted_ = true;
+                signal_name_ = ::strsignal(static_cast<int>(info.ssi_signo));
+            }
+        }
+        return interrupted_;
+    }
+
+    VolumeOutcome run(const Volume& volume, bool named) {
+        named_ = named;
         VolumeOutcome outcome;
         outcome.volume = volume;
         std::string name = volume.root.string();
@@ -92,10 +107,22 @@ public:
         auto config = load_volume_config(root.get(), volume.root, host_);
         if (!config) return fail(outcome, config.problem().code, config.problem().message);
         if (!options_.cache.empty() && std::none_of(config->caches.begin(), config->caches.end(),
-                                                    [&](const CacheSpec& c) { return c.name == options_.cache; }))
+                                                    [&](const CacheSpec& c) { return c.name == options_.cache; })) {
+            // With --all, volumes without that cache are simply not concerned.
+            if (options_.all && !named_) {
+                outcome.problem = "no such cache";
+                outcome.code = ExitCode::ok;
+                return outcome;
+            }
             return fail(outcome, ExitCode::usage, fmt::format("{}: --cache {}: the volume has no such cache", name, options_.cache));
+        }
         if (options_.dry_run) {
             plan(root.get(), volume, *config, outcome);
+            // The plan already shows a failure: say so in the exit status too.
+            bool doomed = std::any_of(outcome.caches.begin(), outcome.caches.end(), [](const CacheOutcome& c) { return c.action == "failed"; }) ||
+                          std::any_of(outcome.helpers.begin(), outcome.helpers.end(),
+                                      [](const HelperSyncResult& h) { return h.outcome == HelperOutcome::failed; });
+            if (doomed) outcome.code = ExitCode::stale;
             return outcome;
         }
 
@@ -110,6 +137,7 @@ public:
         request.purpose = "vrebuild";
         request.wait = options_.wait;
         request.limits = lock_limits(host_);
+        request.interrupt_fd = interrupt_fd_;
         auto log = [&](const std::string& line) { err_ << fmt::format("vrebuild: {}: {}\n", name, line); };
         auto grant = acquire_volume_lock(*dir, volume.id.value, request, log);
         if (!grant) return fail(outcome, grant.problem().code, fmt::format("{}: {}", name, grant.problem().message));
@@ -188,7 +216,7 @@ private:
         bool failed = false, tempfail = false;
         if (!options_.helpers_only) {
             for (const auto& cache : config.caches) {
-                if (!selected(cache)) continue;
+                if (!selected(cache) || interrupted()) continue;
                 CacheOutcome c = rebuild_cache(root_fd, volume, cache);
                 failed |= c.action == "failed" || c.action == "timed-out";
                 tempfail |= c.action == "tempfail";
@@ -197,8 +225,9 @@ private:
         }
         // Helpers carry copies of products: after a failed rebuild they keep
         // the last good set rather than receive a half-built one.
-        if (!failed && !tempfail) {
+        if (!failed && !tempfail && !interrupted()) {
             for (const auto& target : helper_targets_for(volume, host_)) {
+                if (interrupted()) break;
                 HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
@@ -208,6 +237,14 @@ private:
                 }
                 outcome.helpers.push_back(std::move(result));
             }
+        }
+        if (interrupted()) {
+            // Stopped by an administrator or the init system: not the
+            // rebuilder's failure, so "try again later" for the accounting.
+            err_ << fmt::format("vrebuild: {}: interrupted ({}); the lock is released and nothing is counted\n", name, signal_name_);
+            outcome.code = ExitCode::busy;
+            outcome.problem = fmt::format("interrupted ({})", signal_name_);
+            return status_tempfail;
         }
         if (failed) {
             outcome.code = ExitCode::stale;
@@ -236,6 +273,7 @@ private:
         if (!record) {
             c.action = "failed";
             c.reason = record.problem().message;
+            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, c.reason);
             return c;
         }
         const Rebuilder& rebuilder = host_.rebuilders.at(cache.rebuild);
@@ -246,12 +284,21 @@ private:
         spec.low_priority = options_.low_priority;
         spec.prefix = fmt::format("{}: ", cache.name);
         spec.output_fd = STDERR_FILENO;
+        spec.interrupt_fd = interrupt_fd_;
         err_ << fmt::format("vrebuild: {}: {}: rebuilding ({}): {}\n", name, cache.name, c.reason, shell_words(c.argv));
         err_.flush();
         auto ran = run_command(spec);
         if (!ran) {
             c.action = "failed";
             c.reason = ran.problem().message;
+            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, c.reason);
+            return c;
+        }
+        if (ran->interrupted) {
+            c.action = "interrupted";
+            c.status = ran->status;
+            c.elapsed = ran->elapsed;
+            c.reason = "stopped by a signal; the product is as the rebuilder left it";
             return c;
         }
         c.status = ran->status;
@@ -289,6 +336,10 @@ private:
     const VrebuildOptions& options_;
     const HostConfig& host_;
     std::ostream& err_;
+    int interrupt_fd_;
+    bool interrupted_ = false;
+    bool named_ = false;
+    std::string signal_name_;
 };
 
 void print_human(const std::vector<VolumeOutcome>& outcomes, std::ostream& out) {
@@ -316,7 +367,13 @@ void print_human(const std::vector<VolumeOutcome>& outcomes, std::ostream& out) 
     }
 }
 
-void print_json(const std::vector<VolumeOutcome>& outcomes, ExitCode code, bool dry_run, std::ostream& out) {
+struct ArgumentError {
+    std::string argument;
+    std::string message;
+};
+
+void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<ArgumentError>& errors, ExitCode code,
+                bool dry_run, std::ostream& out) {
     nlohmann::json volumes = nlohmann::json::array();
     for (const auto& o : outcomes) {
         nlohmann::json caches = nlohmann::json::array();
@@ -333,7 +390,9 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, ExitCode code, bool 
                            {"problem", o.problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.problem)},
                            {"caches", caches}, {"helpers", helpers}});
     }
-    nlohmann::json doc = {{"version", 1}, {"dry_run", dry_run}, {"volumes", volumes},
+    nlohmann::json error_list = nlohmann::json::array();
+    for (const auto& e : errors) error_list.push_back({{"argument", e.argument}, {"message", e.message}});
+    nlohmann::json doc = {{"version", 1}, {"dry_run", dry_run}, {"volumes", volumes}, {"errors", error_list},
                           {"exit_code", to_int(code)}, {"exit_status", std::string(exit_code_name(code))}};
     out << doc.dump(2) << '\n';
 }
@@ -353,27 +412,54 @@ ExitCode run_vrebuild(const VrebuildOptions& options, std::ostream& out, std::os
         if (severity(candidate) > severity(code)) code = candidate;
     };
     std::vector<VolumeOutcome> outcomes;
+    std::vector<ArgumentError> errors;
+    std::vector<bool> named;
     if (options.all) {
         for (auto& volume : discover_volumes(*host, mounts))
-            if (volume.mounted) volumes.push_back(std::move(volume));
+            if (volume.mounted) {
+                volumes.push_back(std::move(volume));
+                named.push_back(false);
+            }
     }
     for (const auto& argument : options.volumes) {
         auto volume = resolve_volume(argument, *host, mounts);
         if (!volume) {
             err << "vrebuild: " << volume.problem().message << '\n';
+            errors.push_back({argument, volume.problem().message});
             worse(volume.problem().code);
             continue;
         }
-        if (std::none_of(volumes.begin(), volumes.end(), [&](const Volume& v) { return v.id == volume->id; }))
+        auto known = std::find_if(volumes.begin(), volumes.end(), [&](const Volume& v) { return v.id == volume->id; });
+        if (known == volumes.end()) {
             volumes.push_back(*volume);
+            named.push_back(true);
+        } else {
+            named[static_cast<std::size_t>(known - volumes.begin())] = true;
+        }
     }
-    Rebuild rebuild(options, *host, err);
-    for (const auto& volume : volumes) {
-        outcomes.push_back(rebuild.run(volume));
+    // SIGINT, SIGTERM and SIGHUP stop the running rebuilder's whole group and
+    // release the lock, instead of orphaning a build that then races the next one.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop_signals, sig);
+    UniqueFd interrupt;
+    if (!options.dry_run && ::sigprocmask(SIG_BLOCK, &stop_signals, nullptr) == 0)
+        interrupt = UniqueFd(::signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC));
+    Rebuild rebuild(options, *host, err, interrupt.get());
+    bool any_cache = options.cache.empty();
+    for (std::size_t i = 0; i < volumes.size(); ++i) {
+        if (rebuild.interrupted()) break;
+        outcomes.push_back(rebuild.run(volumes[i], named[i]));
+        any_cache |= outcomes.back().problem != "no such cache";
         worse(outcomes.back().code);
     }
+    if (!any_cache && !volumes.empty()) {
+        err << fmt::format("vrebuild: --cache {}: no volume has such a cache\n", options.cache);
+        worse(ExitCode::usage);
+    }
+    if (rebuild.interrupted()) worse(ExitCode::busy);
     // Without --dry-run the progress lines on stderr are the human report.
-    if (options.json) print_json(outcomes, code, options.dry_run, out);
+    if (options.json) print_json(outcomes, errors, code, options.dry_run, out);
     else if (options.dry_run) print_human(outcomes, out);
     return code;
 }

@@ -35,7 +35,7 @@ load common
     run sh "$bin/snippet" stop
     rm -rf "$bin"
     [ "$status" -eq 0 ]
-    [[ "$output" == *"gate --wait=10m"* ]]
+    [[ "$output" == *"gate --wait=10m --owner 1"* ]]
     [[ "$output" == *"shutdown gate ended with status 75"* ]]
 }
 

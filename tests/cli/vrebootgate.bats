@@ -192,3 +192,38 @@ assert doc["granted"] is True and doc["owner"] > 0 and doc["exit_code"] == 0, do
     run "$VREBOOTGATE" --owner 0
     [ "$status" -eq 64 ]
 }
+
+@test "a locked volume that volwatch gave up on still blocks, within the bound, and never spins" {
+    [ -x "$VLOCK" ] || skip "vlock is not built"
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    mkdir -p "$SANDBOX/locks/volumes"
+    printf 'volwatch-lock=1\nfailures=3\nattempts=3\n' > "$SANDBOX/locks/volumes/$id.lock"
+    "$VLOCK" "$VOL" --purpose "manual fix" -- sleep 30 &
+    pids+=($!)
+    for _ in $(seq 50); do "$VCHECK" "$VOL" | grep -q "rebuild in progress" && break; sleep 0.1; done
+    shutdown_script
+    SECONDS=0
+    run timeout 60 "$VREBOOTGATE" --owner "$owner"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"busy: manual fix running"* ]]
+    run timeout 60 "$VREBOOTGATE" --owner "$owner" --wait=2s
+    [ "$status" -eq 75 ]
+    [ "$SECONDS" -lt 30 ]
+    [[ "$output" == *"still blocking after"* ]]
+}
+
+@test "a lock on a volume the gate does not follow blocks too" {
+    [ -x "$VLOCK" ] || skip "vlock is not built"
+    "$VREBUILD" "$VOL" 2>/dev/null
+    mkdir -p "$SANDBOX/other/etc/volwatch"
+    cp "$VOL/etc/volwatch/bootcaches.toml" "$SANDBOX/other/etc/volwatch/"
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\", \"$SANDBOX/other\"]|" "$HOST"
+    "$VLOCK" "$SANDBOX/other" --purpose "side job" -- sleep 3 &
+    pids+=($!)
+    for _ in $(seq 50); do "$VLOCK" --list | grep -q "side job" && break; sleep 0.1; done
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\"]|" "$HOST"
+    shutdown_script
+    run timeout 60 "$VREBOOTGATE" --owner "$owner" --wait=30s
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"side job running"* ]]
+}

@@ -341,3 +341,36 @@ assert doc["exit_code"] == 0
     [ "$status" -eq 0 ]
     [ "${lines[-1]}" = "40" ]
 }
+
+@test "SIGTERM stops the rebuilder's whole group and releases the lock without counting a failure" {
+    add_rebuilder slow '["sh", "-c", "sleep 30; touch {product}"]'
+    use_rebuilder slow
+    "$VREBUILD" "$VOL" 2>"$SANDBOX/err" &
+    rebuild=$!
+    for _ in $(seq 100); do pgrep -f "sleep 30" >/dev/null && break; sleep 0.1; done
+    kill -TERM "$rebuild"
+    code=0
+    wait "$rebuild" || code=$?
+    [ "$code" -eq 75 ]
+    grep -q "interrupted" "$SANDBOX/err"
+    sleep 0.5
+    ! pgrep -f "sleep 30; touch $VOL" >/dev/null
+    [ ! -e "$VOL/out/pack.tgz" ]
+    run "$VCHECK" --json "$VOL"
+    [[ "$output" == *'"lock": null'* ]]
+    [[ "$output" == *'"failures": 0'* ]]
+}
+
+@test "a bare --wait never takes the next word as its value" {
+    run "$VREBUILD" --wait "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"cache updated"* ]]
+}
+
+@test "--all --cache NAME skips volumes without that cache; no volume with it is a usage error" {
+    run "$VREBUILD" --all --cache pack
+    [ "$status" -eq 0 ]
+    run "$VREBUILD" --all --cache nope
+    [ "$status" -eq 64 ]
+    [[ "$output" == *"--cache nope: no volume has such a cache"* ]]
+}

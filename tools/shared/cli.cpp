@@ -45,6 +45,22 @@ CLI::Validator duration_validator() {
         "DURATION", "DURATION");
 }
 
+CLI::Validator positive_pid() {
+    return CLI::Validator(
+        [](const std::string& text) {
+            long long value = 0;
+            std::size_t used = 0;
+            try {
+                value = std::stoll(text, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used != text.size() || value <= 0 || value > 4194304) return fmt::format("\"{}\" is not a process id", text);
+            return std::string();
+        },
+        "", "pid");
+}
+
 Result<Duration> parse_wait_value(const std::string& text) {
     if (text.empty() || text == "forever" || text == "infinity") return Duration::max();
     return parse_duration(text);
@@ -61,8 +77,17 @@ CLI::Validator wait_validator() {
 
 int run(CLI::App& app, int argc, char** argv, const std::function<ExitCode()>& body) {
     const std::string name = app.get_name();
+    // "--wait" alone means no bound; it must never swallow the next word
+    // (a volume, or "--") as its value. Only "--wait=VALUE" carries one.
+    std::vector<std::string> args;
+    bool has_wait = app.get_option_no_throw("--wait") != nullptr;
+    for (int i = argc - 1; i >= 1; --i) {
+        std::string arg = argv[i];
+        if (has_wait && arg == "--wait") arg = "--wait=forever";
+        args.push_back(std::move(arg));
+    }
     try {
-        app.parse(argc, argv);
+        app.parse(args);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
     } catch (const CLI::CallForAllHelp& e) {

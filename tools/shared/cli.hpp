@@ -27,6 +27,9 @@ void add_host_options(CLI::App& app, HostOverrides& overrides);
 /// Checks a DURATION argument ("5s", "10m").
 [[nodiscard]] CLI::Validator duration_validator();
 
+/// Checks a PID argument (a positive number) without cluttering the help.
+[[nodiscard]] CLI::Validator positive_pid();
+
 /// Checks a --wait value: empty (no bound), "forever", "infinity" or a DURATION.
 [[nodiscard]] CLI::Validator wait_validator();
 /// The bound a --wait value means; Duration::max() for no bound.

@@ -10,14 +10,14 @@ int main(int argc, char** argv) {
     GateOptions options;
     auto app = cli::make_app("vrebootgate", "Wait until every volume is consistent, then take the reboot lock for the shutdown.");
     std::string wait;
-    auto* wait_option = app->add_option("--wait", wait, "Rebuild stale volumes and wait for locked ones, at most DURATION")
+    auto* wait_option = app->add_option("--wait", wait, "Rebuild stale volumes and wait for locked ones, at most DURATION (--wait alone: no bound)")
                             ->type_name("[=DURATION]")
                             ->expected(0, 1)
                             ->check(cli::wait_validator());
     pid_t owner = 0;
     auto* owner_option = app->add_option("--owner", owner, "The process that holds the reboot lock (default: the caller's parent)")
                              ->type_name("PID")
-                             ->check(CLI::PositiveNumber);
+                             ->check(cli::positive_pid());
     app->add_flag("--status", options.status, "Report who holds the reboot lock, or what still blocks it; change nothing");
     app->add_flag("--release", options.release, "Drop the reboot lock, for an aborted shutdown (root)");
     app->add_flag("--json", options.json, "Print the outcome as JSON on stdout");

@@ -24,11 +24,13 @@ struct RunSpec {
     bool low_priority = false;           // nice 10 and the idle I/O class
     std::string prefix;                  // put before every output line, e.g. "initramfs: "
     int output_fd = 2;                   // where prefixed output goes
+    int interrupt_fd = -1;               // readable (a signalfd): stop the command as at a timeout
 };
 
 struct RunResult {
     int status = 0;          // exit status; 128+N when killed by signal N
     bool timed_out = false;
+    bool interrupted = false;  // interrupt_fd became readable; the command was stopped
     bool started = true;     // false when argv[0] could not be executed (status 127 or 126)
     std::chrono::milliseconds elapsed{0};
 };
