@@ -232,8 +232,13 @@ HostConfig read_host(const toml::table& root, const Reader& reader) {
         }
     }
     if (host.settle_max < host.settle) {
-        const toml::node* node = root.get("settle_max");
-        reader.fail(node ? node->source() : toml::source_region{}, "settle_max", "must not be shorter than settle");
+        if (const toml::node* node = root.get("settle_max"))
+            reader.fail(node->source(), "settle_max", "must not be shorter than settle");
+        // Only settle was written: point at it, not at a settle_max the file lacks.
+        const toml::node* settle = root.get("settle");
+        reader.fail(settle ? settle->source() : toml::source_region{}, "settle",
+                    fmt::format("is longer than the default settle_max ({}); set settle_max too",
+                                format_duration(host.settle_max)));
     }
     return host;
 }
@@ -380,7 +385,9 @@ Result<HostConfig> parse_host_config(std::string_view text, const std::string& n
 
 Result<HostConfig> load_host_config(const HostConfigLocation& where) {
     std::string name = where.path.string();
-    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    // O_NONBLOCK: a FIFO named by mistake is refused as "not a regular file"
+    // instead of blocking the program until someone writes to it.
+    UniqueFd fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     if (!fd) {
         if (errno == ENOENT && !where.explicit_choice) return HostConfig{};
         return Problem{ExitCode::bad_host_config, fmt::format("{}: cannot open host config: {}", name, std::strerror(errno))};

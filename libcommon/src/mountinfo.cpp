@@ -12,18 +12,21 @@
 namespace volwatch {
 namespace {
 
+// The kernel separates fields by exactly one space, and a field can be empty:
+// a mount with an empty source prints "- tmpfs  rw". Collapsing the spaces
+// would shift the fields and drop the mount from the table.
 std::vector<std::string_view> split_fields(std::string_view line) {
     std::vector<std::string_view> fields;
     std::size_t i = 0;
-    while (i < line.size()) {
-        while (i < line.size() && line[i] == ' ') ++i;
-        if (i >= line.size()) break;
+    for (;;) {
         std::size_t end = line.find(' ', i);
-        if (end == std::string_view::npos) end = line.size();
+        if (end == std::string_view::npos) {
+            fields.push_back(line.substr(i));
+            return fields;
+        }
         fields.push_back(line.substr(i, end - i));
-        i = end;
+        i = end + 1;
     }
-    return fields;
 }
 
 template <class T>
@@ -84,6 +87,10 @@ std::vector<MountEntry> parse_mountinfo(std::string_view text) {
         auto fields = split_fields(line);
         auto dash = std::find(fields.begin(), fields.end(), std::string_view("-"));
         if (fields.size() < 10 || dash == fields.end() || dash - fields.begin() < 6 || fields.end() - dash < 4)
+            continue;
+        // Only the source may be empty.
+        if (std::any_of(fields.begin(), dash, [](std::string_view f) { return f.empty(); }) || (dash + 1)->empty() ||
+            (dash + 3)->empty())
             continue;
         MountEntry entry;
         unsigned major_number = 0, minor_number = 0;

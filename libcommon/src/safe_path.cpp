@@ -81,6 +81,9 @@ int walk_beneath(int root_fd, std::string_view relpath, int flags) {
     stack.push_back(std::move(root));
     std::deque<std::string> pending;
     for (auto& part : split(relpath)) pending.push_back(std::move(part));
+    // As in the kernel, a trailing slash asks for a directory and makes the
+    // final symlink followed even under O_NOFOLLOW.
+    bool must_be_dir = relpath.back() == '/';
     int links = 0;
     while (!pending.empty()) {
         std::string part = std::move(pending.front());
@@ -97,6 +100,10 @@ int walk_beneath(int root_fd, std::string_view relpath, int flags) {
         struct statx st {};
         if (::statx(next.get(), "", AT_EMPTY_PATH, STATX_TYPE | STATX_INO | STATX_MNT_ID, &st) != 0) return -errno;
         if (S_ISLNK(st.stx_mode)) {
+            if (pending.empty() && (flags & O_NOFOLLOW) && !must_be_dir) {
+                if (flags & O_PATH) return next.release();  // the link itself, as openat2 gives it
+                return -ELOOP;
+            }
             if (++links > max_symlinks) return -ELOOP;
             char target[PATH_MAX];
             ssize_t n = ::readlinkat(parent, part.c_str(), target, sizeof target - 1);
@@ -104,12 +111,13 @@ int walk_beneath(int root_fd, std::string_view relpath, int flags) {
             std::string_view link(target, static_cast<std::size_t>(n));
             if (link.empty()) return -ENOENT;
             if (link.front() == '/') return -EXDEV;
+            if (pending.empty() && link.back() == '/') must_be_dir = true;
             auto parts = split(link);
             pending.insert(pending.begin(), parts.begin(), parts.end());
             continue;
         }
         if (!same_mount(st, root_stat)) return -EXDEV;
-        if (!pending.empty() && !S_ISDIR(st.stx_mode)) return -ENOTDIR;
+        if ((!pending.empty() || must_be_dir) && !S_ISDIR(st.stx_mode)) return -ENOTDIR;
         if (pending.empty()) {
             if (flags & O_PATH) return next.release();
             // Reopen for real access and make sure it is the object we checked.

@@ -1,6 +1,7 @@
 #include "volwatch/volume.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -25,16 +26,38 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
     return mismatch.first == outer.end() || (std::next(mismatch.first) == outer.end() && mismatch.first->empty());
 }
 
-// The visible mounts: when several share a mount point, the last one hides the others.
+// True if mount point `inner` is `outer` or lies beneath it (string form, cheap).
+bool mount_point_within(std::string_view inner, std::string_view outer) {
+    if (inner.rfind(outer, 0) != 0) return false;
+    return inner.size() == outer.size() || outer == "/" || inner[outer.size()] == '/';
+}
+
+// True if `ancestor` is `entry`'s parent mount, or its parent's, and so on.
+bool is_ancestor(const MountEntry& ancestor, const MountEntry& entry, const std::vector<MountEntry>& all) {
+    int id = entry.parent_id;
+    for (std::size_t steps = 0; steps < all.size(); ++steps) {  // bounded: a table with a cycle must not hang us
+        if (id == ancestor.mount_id) return true;
+        auto parent = std::find_if(all.begin(), all.end(), [&](const MountEntry& e) { return e.mount_id == id; });
+        if (parent == all.end()) return false;
+        id = parent->parent_id;
+    }
+    return false;
+}
+
+// The visible mounts. A later mount on the same mount point hides the earlier
+// one; so does a later mount on a directory above it, unless the earlier one
+// lives inside that later mount (it was moved there).
 std::vector<MountEntry> visible_mounts(const MountTable& mounts) {
     std::vector<MountEntry> all = mounts.read();
     std::vector<MountEntry> visible;
-    for (auto it = all.rbegin(); it != all.rend(); ++it) {
-        bool hidden = std::any_of(visible.begin(), visible.end(),
-                                  [&](const MountEntry& e) { return e.mount_point == it->mount_point; });
-        if (!hidden) visible.push_back(*it);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        const MountEntry& entry = all[i];
+        bool hidden = std::any_of(all.begin() + static_cast<std::ptrdiff_t>(i) + 1, all.end(), [&](const MountEntry& later) {
+            if (later.mount_point == entry.mount_point) return true;
+            return mount_point_within(entry.mount_point, later.mount_point) && !is_ancestor(later, entry, all);
+        });
+        if (!hidden) visible.push_back(entry);
     }
-    std::reverse(visible.begin(), visible.end());
     return visible;
 }
 
@@ -42,7 +65,9 @@ Volume volume_for_mount(const MountEntry& entry) {
     Volume volume;
     volume.root = entry.mount_point;
     volume.device = entry.device;
-    volume.id = identify_volume(volume.root, entry.device, true, entry.source);
+    // A bind mount of a subtree is not the root of its file system: key it by
+    // path, or it would share the whole file system's identity (and lock).
+    volume.id = identify_volume(volume.root, entry.device, entry.root == "/", entry.source);
     return volume;
 }
 
@@ -58,10 +83,16 @@ Volume volume_for_explicit(const fs::path& configured, const std::vector<MountEn
         volume.id = identify_volume(volume.root, 0, false);
         return volume;
     }
+    auto mount = std::find_if(mounts.begin(), mounts.end(), [&](const MountEntry& e) { return e.mount_point == root.string(); });
+    if (mount != mounts.end()) {
+        // Keyed exactly as discovery keys it (btrfs: st_dev is not the mount's device).
+        volume = volume_for_mount(*mount);
+        volume.explicit_root = true;
+        return volume;
+    }
     volume.root = root;
     volume.device = st.st_dev;
-    auto mount = std::find_if(mounts.begin(), mounts.end(), [&](const MountEntry& e) { return e.mount_point == root.string(); });
-    volume.id = identify_volume(root, st.st_dev, mount != mounts.end(), mount != mounts.end() ? mount->source : "");
+    volume.id = identify_volume(root, st.st_dev, false);
     return volume;
 }
 
