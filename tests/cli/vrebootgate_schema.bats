@@ -129,7 +129,7 @@ assert doc['owner'] == $owner and doc['blockers'] == [] and doc['exit_code'] == 
     validate "
 assert doc['held'] is True, doc
 h = doc['holder']
-assert h['pid'] == $owner and 'vrebootgate' in h['command'] and h['since'].endswith('Z'), h
+assert h['pid'] == $owner and h['command'] == 'sleep 300' and h['since'].endswith('Z'), h
 "
     run --separate-stderr "$VREBOOTGATE" --json
     [ "$status" -eq 6 ]
