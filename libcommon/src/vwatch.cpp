@@ -43,8 +43,11 @@ namespace fs = std::filesystem;
 using Clock = EventLoop::Clock;
 using std::chrono::milliseconds;
 
-// A storm of mount events costs at most one mount-table re-read per interval.
+// A storm of mount events costs at most one mount-table re-read per
+// interval; the interval doubles while re-reads find nothing that matters
+// (bind mounts, tmpfs, ...), up to the maximum, and starts over after a quiet spell.
 constexpr milliseconds mount_rescan_interval{100};
+constexpr milliseconds max_mount_rescan_interval{1000};
 // While a defer_while file is held by a process we could not name, look again this often.
 constexpr milliseconds defer_recheck_interval{5000};
 constexpr milliseconds max_retry_backoff = std::chrono::hours(1);
@@ -287,7 +290,9 @@ private:
 
     void schedule_rescan() {
         if (rescan_timer_ != 0) return;
-        Clock::time_point at = std::max(Clock::now(), last_rescan_ + mount_rescan_interval);
+        Clock::time_point now = Clock::now();
+        if (now - last_rescan_ > 2 * max_mount_rescan_interval) rescan_interval_ = mount_rescan_interval;
+        Clock::time_point at = std::max(now, last_rescan_ + rescan_interval_);
         rescan_timer_ = loop_.add_timer(at, [this] {
             rescan_timer_ = 0;
             rescan(false);
@@ -303,7 +308,11 @@ private:
         for (const auto& entry : entries)
             if (entry.root == "/" && mount_ineligibility(entry).empty())
                 fingerprint += fmt::format("{}:{}:{}:{}\n", entry.mount_id, entry.device, entry.mount_point, entry.options);
-        if (!force && fingerprint == mount_fingerprint_ && mount_ids_ == mount_ids(entries)) return;
+        if (!force && fingerprint == mount_fingerprint_ && mount_ids_ == mount_ids(entries)) {
+            rescan_interval_ = std::min(rescan_interval_ * 2, max_mount_rescan_interval);
+            return;
+        }
+        rescan_interval_ = mount_rescan_interval;
         mount_fingerprint_ = std::move(fingerprint);
         mount_ids_ = mount_ids(entries);
 
@@ -1000,6 +1009,7 @@ private:
     EventLoop::TimerId startup_timer_ = 0;
     EventLoop::TimerId rescan_timer_ = 0;
     Clock::time_point last_rescan_{};
+    milliseconds rescan_interval_ = mount_rescan_interval;
     std::string mount_fingerprint_;
     std::string mount_ids_;
 };
