@@ -54,7 +54,7 @@ void Digest::update_u64(std::uint64_t value) noexcept {
     update(bytes, sizeof bytes);
 }
 
-std::uint64_t Digest::low() const noexcept {
+std::pair<std::uint64_t, std::uint64_t> Digest::lanes() const noexcept {
     std::uint64_t a = a_, b = b_;
     if (tail_size_ > 0) {
         unsigned char padded[8] = {};
@@ -63,18 +63,16 @@ std::uint64_t Digest::low() const noexcept {
         a = rotl(a ^ (w * 0x9e3779b97f4a7c15ULL), 27) * 0xc2b2ae3d27d4eb4fULL;
         b = rotl(b + w, 31) * 0x165667b19e3779f9ULL ^ a;
     }
+    return {a, b};
+}
+
+std::uint64_t Digest::low() const noexcept {
+    auto [a, b] = lanes();
     return mix64(a ^ mix64(b + length_));
 }
 
 std::uint64_t Digest::high() const noexcept {
-    std::uint64_t a = a_, b = b_;
-    if (tail_size_ > 0) {
-        unsigned char padded[8] = {};
-        std::memcpy(padded, tail_, tail_size_);
-        std::uint64_t w = load_le64(padded);
-        a = rotl(a ^ (w * 0x9e3779b97f4a7c15ULL), 27) * 0xc2b2ae3d27d4eb4fULL;
-        b = rotl(b + w, 31) * 0x165667b19e3779f9ULL ^ a;
-    }
+    auto [a, b] = lanes();
     return mix64(b ^ mix64(a + ~length_));
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "volwatch/error.hpp"
 
@@ -25,6 +26,8 @@ public:
 
 private:
     void mix(std::uint64_t word) noexcept;
+    // Both lanes with the pending tail mixed in, as if the input ended here.
+    [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> lanes() const noexcept;
     std::uint64_t a_ = 0x243f6a8885a308d3ULL;
     std::uint64_t b_ = 0x13198a2e03707344ULL;
     std::uint64_t length_ = 0;
