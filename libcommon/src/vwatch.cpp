@@ -26,6 +26,7 @@
 #include "volwatch/event_loop.hpp"
 #include "volwatch/generation.hpp"
 #include "volwatch/lockdir.hpp"
+#include "volwatch/mount_monitor.hpp"
 #include "volwatch/mountinfo.hpp"
 #include "volwatch/notify.hpp"
 #include "volwatch/process.hpp"
@@ -111,6 +112,7 @@ struct WatchedVolume {
     Mode mode = Mode::absent;
     std::string config_digest;        // what the watch plan was built from
     std::string problem;              // the config problem last logged
+    std::uint64_t mount_id = 0;       // the unique id of its mount, 0 if unknown
     std::size_t caches = 0;
     WatchKey key = 0;
     bool degraded = false;            // some paths unwatched: periodic re-checks
@@ -177,8 +179,8 @@ public:
         }
         rescan(true);
         (void)notifier_.send(fmt::format("READY=1\nMAINPID={}", ::getpid()));
-        log_.log(LogLevel::info, fmt::format("ready: watching {} volume{} with {}", volumes_.size(),
-                                             volumes_.size() == 1 ? "" : "s", watcher_->name()));
+        log_.log(LogLevel::info, fmt::format("ready: watching {} volume{} with {}; following mounts through {}", volumes_.size(),
+                                             volumes_.size() == 1 ? "" : "s", watcher_->name(), mounts_->name()));
         update_status();
         while (!loop_.stopping()) {
             loop_.run_once(std::nullopt);
@@ -247,11 +249,21 @@ private:
     }
 
     void setup_mount_monitor() {
-        // The kernel flags the mount table with POLLPRI when it changes
-        // (proc(5)); EPOLLIN is always set on it and must not be asked for.
-        mountinfo_.reset(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
-        if (!mountinfo_) throw Failure(ExitCode::internal, fmt::format("/proc/self/mountinfo: {}", std::strerror(errno)));
-        loop_.watch(mountinfo_.get(), EPOLLPRI, [this](std::uint32_t) { schedule_rescan(); });
+        std::string why_not;
+        mounts_ = make_mount_monitor(::geteuid() == 0, &why_not);
+        if (!why_not.empty()) log_.log(LogLevel::debug, fmt::format("following mounts through {}: {}", mounts_->name(), why_not));
+        loop_.watch(mounts_->fd(), mounts_->poll_events(), [this](std::uint32_t) {
+            if (mounts_->drain(mount_interest())) schedule_rescan();
+        });
+    }
+
+    MountInterest mount_interest() const {
+        MountInterest interest;
+        volumes_.for_each([&](const std::string&, const WatchedVolume& vol) {
+            if (vol.mount_id != 0) interest.mount_ids.insert(vol.mount_id);
+            interest.roots.insert(vol.volume.root.string());
+        });
+        return interest;
     }
 
     // ---- signals
@@ -342,6 +354,7 @@ private:
     void appear(Volume volume) {
         std::string id = volume.id.value;
         auto vol = std::make_unique<WatchedVolume>(loop_, std::move(volume), host_);
+        if (vol->volume.mounted) vol->mount_id = unique_mount_id(vol->volume.root);
         VolumeToken token = volumes_.put(id, std::move(vol));
         configure(token);
         WatchedVolume* v = volumes_.find(token);
@@ -999,7 +1012,7 @@ private:
     std::optional<LockDir> lock_dir_;
     LoopFd lock_watch_;
     UniqueFd signal_fd_;
-    UniqueFd mountinfo_;
+    std::unique_ptr<MountMonitor> mounts_;
     std::string vrebuild_;
     GenerationTable<WatchedVolume> volumes_;
     std::map<WatchKey, VolumeToken> keys_;

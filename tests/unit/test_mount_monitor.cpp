@@ -1,0 +1,89 @@
+#include "volwatch/mount_monitor.hpp"
+
+#include <poll.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+
+namespace volwatch {
+namespace {
+
+using volwatch::testing::TempDir;
+
+bool readable(const MountMonitor& monitor, int timeout_ms) {
+    pollfd p{monitor.fd(), static_cast<short>(monitor.name() == "mountinfo" ? POLLPRI : POLLIN), 0};
+    return ::poll(&p, 1, timeout_ms) > 0;
+}
+
+// Waits for the monitor to become readable and drains it: did it say "re-read"?
+bool says_reread(MountMonitor& monitor, const MountInterest& interest) {
+    bool reread = false;
+    while (readable(monitor, 500)) reread |= monitor.drain(interest);
+    return reread;
+}
+
+TEST(MountMonitor, StatMountDescribesTheRootMount) {
+    std::uint64_t id = unique_mount_id("/");
+    if (id == 0) GTEST_SKIP() << "no STATX_MNT_ID_UNIQUE (Linux 6.8+)";
+    auto facts = stat_mount(id);
+    if (!facts) GTEST_SKIP() << "no statmount (Linux 6.8+)";
+    EXPECT_EQ(facts->mount_point, "/");
+    EXPECT_EQ(facts->root, "/");
+    EXPECT_FALSE(facts->fs_type.empty());
+    EXPECT_FALSE(stat_mount(~0ULL).has_value());
+}
+
+TEST(MountMonitor, WithoutPrivilegeItFollowsMountinfo) {
+    std::string why;
+    auto monitor = make_mount_monitor(false, &why);
+    EXPECT_EQ(monitor->name(), "mountinfo");
+    EXPECT_FALSE(why.empty());
+}
+
+class PrivilegedMountMonitor : public ::testing::TestWithParam<bool> {
+protected:
+    void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts)";
+        std::string why;
+        monitor_ = make_mount_monitor(GetParam(), &why);
+        if (GetParam() && monitor_->name() != "fanotify") GTEST_SKIP() << "no fanotify mount notifications here: " << why;
+        while (readable(*monitor_, 0)) (void)monitor_->drain({});
+    }
+    std::unique_ptr<MountMonitor> monitor_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, PrivilegedMountMonitor, ::testing::Values(false, true),
+                         [](const auto& param_info) { return param_info.param ? "fanotify" : "mountinfo"; });
+
+TEST_P(PrivilegedMountMonitor, ABindMountOfASubtreeAndATmpfsNeedNoReReadWithFanotify) {
+    TempDir dir;
+    std::filesystem::create_directories(dir / "src/sub");
+    std::filesystem::create_directories(dir / "bind");
+    std::filesystem::create_directories(dir / "tmp");
+    ASSERT_EQ(::mount((dir / "src/sub").c_str(), (dir / "bind").c_str(), nullptr, MS_BIND, nullptr), 0);
+    ASSERT_EQ(::mount("tmpfs", (dir / "tmp").c_str(), "tmpfs", 0, "size=1m"), 0);
+    bool reread = says_reread(*monitor_, {});
+    ::umount((dir / "bind").c_str());
+    ::umount((dir / "tmp").c_str());
+    // The mountinfo backend cannot tell mounts apart; fanotify can.
+    EXPECT_EQ(reread, monitor_->name() == "mountinfo");
+    (void)says_reread(*monitor_, {});
+}
+
+TEST_P(PrivilegedMountMonitor, AMountOverAVolumeRootAndTheDetachOfAVolumesMountNeedAReRead) {
+    TempDir dir;
+    std::filesystem::create_directories(dir / "vol");
+    MountInterest interest;
+    interest.roots.insert((dir / "vol").string());
+    ASSERT_EQ(::mount("tmpfs", (dir / "vol").c_str(), "tmpfs", 0, "size=1m"), 0);
+    EXPECT_TRUE(says_reread(*monitor_, interest));
+    interest.mount_ids.insert(unique_mount_id(dir / "vol"));
+    ASSERT_EQ(::umount((dir / "vol").c_str()), 0);
+    EXPECT_TRUE(says_reread(*monitor_, interest));
+}
+
+}  // namespace
+}  // namespace volwatch
