@@ -257,3 +257,25 @@ PY
     wait_for_log "cache updated by vrebuild" 20 2
     wait_for "'$VCHECK' --quiet '$VOL'" 10
 }
+
+@test "with the real vrebuild: a failing rebuild is retried with back-off, then vwatch gives up and lets go" {
+    [[ -n ${VREBUILD:-} && -x $VREBUILD ]] || skip "vrebuild was not built"
+    export VOLWATCH_VREBUILD=$VREBUILD
+    # A rebuilder that always fails; retries come after settle_max, doubling.
+    sed -i 's/^pack = .*/pack = { argv = ["false"] }/' "$HOST"
+    sed -i '/^max_failures/a settle = "100ms"\nsettle_max = "300ms"' "$HOST"
+    start_vwatch --settle 100ms --startup-delay 0
+    wait_for_log "update failed: vrebuild \(pid [0-9]+\) exited with status [0-9]+.*event=update-failed" 20
+    wait_for_log "$VOL: busy \(stale\); refusing unmount" 5
+    wait_for_log "$VOL: trying again in 600ms" 20
+    wait_for_log "$VOL: gave up on volume: 3 consecutive failures.*event=gave-up" 30
+    wait_for_log "$VOL: consistent; unmount allowed" 5
+    [ "$(log_count "event=update-failed")" -eq 3 ]
+    # Given up: a further change starts nothing.
+    local launched=$(log_count "started .*vrebuild")
+    echo "module z" > "$VOL/src/modules/kernel/z.ko"
+    wait_for_log "source changed \(src/modules/kernel/z.ko\)"
+    wait_for_log "$VOL: gave up on volume" 10 1
+    sleep 0.5  # a negative check: past the settle time, nothing was started
+    [ "$(log_count "started .*vrebuild")" -eq "$launched" ]
+}
