@@ -191,15 +191,16 @@ private:
         return path;
     }
 
-    // Watches the directory at `path`; -1 when it cannot (noted in setup_).
-    int ensure_watch(const std::string& path, int parent, const std::string& name) {
-        int wd = ::inotify_add_watch(fd_.get(), path.c_str(), watch_mask);
+    // Watches the directory `path` names (relative to the working directory
+    // or absolute; `shown` is its absolute path); -1 when it cannot (noted in setup_).
+    int ensure_watch(const char* path, const std::string& shown, int parent, const std::string& name) {
+        int wd = ::inotify_add_watch(fd_.get(), path, watch_mask);
         if (wd < 0) {
             if (errno == ENOSPC || errno == ENOMEM) {
                 if (setup_.complete)
                     setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached (fs.inotify.max_user_watches={}) at {}",
-                                                                   max_watches_text(), path)
-                                                     : fmt::format("out of kernel memory for inotify watches at {}", path);
+                                                                   max_watches_text(), shown)
+                                                     : fmt::format("out of kernel memory for inotify watches at {}", shown);
                 setup_.complete = false;
             }
             return -1;
@@ -221,7 +222,7 @@ private:
     void setup_target(std::uint32_t index) {
         const Owner owner = owners_[index];
         std::string path = owner.base;
-        int wd = ensure_watch(path, -1, path);
+        int wd = ensure_watch(path.c_str(), path, -1, path);
         if (wd < 0) return;
         std::vector<std::string> parts = split_path(owner.relpath);
         std::string rel;
@@ -232,7 +233,7 @@ private:
             struct stat st {};
             if (::lstat(next.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;  // missing, or a file: watched by name
             if (i + 1 < parts.size()) {
-                wd = ensure_watch(next, wd, parts[i]);
+                wd = ensure_watch(next.c_str(), next, wd, parts[i]);
                 if (wd < 0) return;
                 path = std::move(next);
             } else if (owner.depth > 0) {
@@ -243,45 +244,93 @@ private:
 
     // Watches `path` (at `level` below the owner's target) and the
     // directories beneath it down to the owner's depth, without following
-    // symlinks or leaving the base's file system.
+    // symlinks or leaving the base's file system. Path look-ups and reading
+    // directories are most of the kernel's work in a large walk, so each
+    // directory is looked at by a one-component name from its parent (the
+    // working directory is moved there and restored), and one whose link
+    // count says it has no subdirectories (2, as find(1) relies on) is never
+    // opened or read.
     void walk(std::uint32_t index, const std::string& path, const std::string& rel, int parent, const std::string& name,
               std::uint32_t level) {
-        struct Item {
-            std::string path, rel;
-            int parent;
-            std::string name;
+        const Owner& owner = owners_[index];
+        if (rel == owner.skip) return;
+        int top_wd = ensure_watch(path.c_str(), path, parent, name);
+        if (top_wd < 0) return;
+        add_interest(nodes_[top_wd], Interest{index, level, {}});
+        if (level + 1 >= owner.depth) return;
+        UniqueFd top(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        struct stat st {};
+        if (!top || ::fstat(top.get(), &st) != 0 || st.st_dev != owner.device) return;
+        UniqueFd saved_cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+
+        struct Frame {
+            UniqueFd fd;
+            int wd;
             std::uint32_t level;
+            std::string path, rel;
+            std::vector<std::string> subdirs;
+            std::size_t next = 0;
         };
-        std::vector<Item> stack{{path, rel, parent, name, level}};
+        std::vector<Frame> stack;
+        std::vector<std::string> first = subdirectories(top.get(), st.st_nlink);
+        stack.push_back(Frame{std::move(top), top_wd, level, path, rel, std::move(first)});
+        std::size_t cwd_frame = ~std::size_t{0};
         while (!stack.empty() && setup_.complete) {
-            Item item = std::move(stack.back());
-            stack.pop_back();
-            const Owner& owner = owners_[index];
-            if (item.rel == owner.skip) continue;
-            int wd = ensure_watch(item.path, item.parent, item.name);
+            Frame& frame = stack.back();
+            if (frame.next == frame.subdirs.size()) {
+                stack.pop_back();
+                continue;
+            }
+            const std::string& child = frame.subdirs[frame.next++];
+            std::string child_path = frame.path == "/" ? "/" + child : frame.path + "/" + child;
+            std::string child_rel = frame.rel + "/" + child;
+            if (child_rel == owner.skip) continue;
+            struct stat cst {};
+            if (::fstatat(frame.fd.get(), child.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(cst.st_mode) ||
+                cst.st_dev != owner.device)
+                continue;  // gone, replaced, or another file system mounted here
+            int wd = -1;
+            if (saved_cwd && (cwd_frame == stack.size() - 1 || ::fchdir(frame.fd.get()) == 0)) {
+                cwd_frame = stack.size() - 1;
+                wd = ensure_watch(child.c_str(), child_path, frame.wd, child);
+            } else {
+                wd = ensure_watch(child_path.c_str(), child_path, frame.wd, child);
+            }
             if (wd < 0) continue;
-            add_interest(nodes_[wd], Interest{index, item.level, {}});
-            if (item.level + 1 >= owner.depth) continue;
-            UniqueFd dir(::open(item.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-            if (!dir) continue;
-            struct stat st {};
-            if (::fstat(dir.get(), &st) != 0 || st.st_dev != owner.device) continue;
-            DIR* stream = ::fdopendir(dir.release());
-            if (stream == nullptr) continue;
-            while (dirent* entry = ::readdir(stream)) {
+            add_interest(nodes_[wd], Interest{index, frame.level + 1, {}});
+            if (frame.level + 2 >= owner.depth || cst.st_nlink == 2) continue;
+            UniqueFd fd(::openat(frame.fd.get(), child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            if (!fd) continue;
+            std::vector<std::string> subdirs = subdirectories(fd.get(), cst.st_nlink);
+            std::uint32_t child_level = frame.level + 1;  // `frame` dangles after the push
+            stack.push_back(Frame{std::move(fd), wd, child_level, std::move(child_path), std::move(child_rel), std::move(subdirs)});
+        }
+        if (saved_cwd) (void)::fchdir(saved_cwd.get());
+    }
+
+    // The names of the subdirectories of the open directory `fd`, whose link
+    // count is `nlink`: reading stops once all nlink - 2 are found (a count
+    // below 2 means the file system does not keep it: read everything).
+    std::vector<std::string> subdirectories(int fd, nlink_t nlink) {
+        std::vector<std::string> names;
+        std::size_t expected = nlink >= 2 ? nlink - 2 : ~std::size_t{0};
+        while (names.size() < expected) {
+            long n = ::getdents64(fd, dirents_, sizeof dirents_);
+            if (n <= 0) break;
+            for (long offset = 0; offset < n;) {
+                auto* entry = reinterpret_cast<dirent64*>(dirents_ + offset);
+                offset += entry->d_reclen;
                 std::string_view child = entry->d_name;
                 if (child == "." || child == "..") continue;
                 bool is_dir = entry->d_type == DT_DIR;
                 if (entry->d_type == DT_UNKNOWN) {
-                    struct stat cst {};
-                    is_dir = ::fstatat(::dirfd(stream), entry->d_name, &cst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(cst.st_mode);
+                    struct stat st {};
+                    is_dir = ::fstatat(fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
                 }
-                if (!is_dir) continue;
-                stack.push_back(Item{item.path + "/" + entry->d_name, item.rel + "/" + entry->d_name, wd, entry->d_name,
-                                     item.level + 1});
+                if (is_dir) names.emplace_back(child);
             }
-            ::closedir(stream);
         }
+        return names;
     }
 
     template <class Emit>
@@ -340,6 +389,7 @@ private:
     }
 
     UniqueFd fd_;
+    alignas(dirent64) char dirents_[32 * 1024];
     std::vector<Owner> owners_;
     std::vector<std::uint32_t> free_owners_;
     std::unordered_map<int, Node> nodes_;
