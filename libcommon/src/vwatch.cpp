@@ -526,6 +526,8 @@ private:
         if ((role == WatchRole::product || role == WatchRole::helper) && (rebuilding(token.id) || vol->locked)) {
             log_.log(LogLevel::debug, fmt::format("{}: {} {} changed during a rebuild; ignored", vol->volume.root.string(),
                                                   to_string(role), what));
+            // Someone else's rebuild: look once it unlocks (ours is checked when it ends).
+            if (vol->locked && !rebuilding(token.id)) vol->check_after_unlock = true;
             return;
         }
         if (role == WatchRole::config) vol->config_dirty = true;
@@ -607,6 +609,11 @@ private:
         if (vol == nullptr) return;
         vol->failures = report.failures;
         vol->attempts = report.attempts;
+        if (report.state == VolumeState::absent) {
+            log_.log(LogLevel::debug, fmt::format("{}: {}; re-scanning", root, report.problem));
+            rescan(true);
+            return;
+        }
         if (report.state == VolumeState::config_error && !report.problem.empty() && report.caches.empty()) {
             vol->config_dirty = true;
             reload_config(token);
