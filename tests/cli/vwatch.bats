@@ -279,3 +279,19 @@ PY
     sleep 0.5  # a negative check: past the settle time, nothing was started
     [ "$(log_count "started .*vrebuild")" -eq "$launched" ]
 }
+
+@test "a product deleted while someone else holds the lock is rebuilt after the unlock" {
+    [[ -x $VLOCK ]] || skip "vlock was not built"
+    start_clean
+    "$VLOCK" "$VOL" -- bash -c "while [[ ! -e '$SANDBOX/release' ]]; do sleep 0.05; done" &
+    holder=$!
+    wait_for_log "$VOL: busy \(locked\); refusing unmount" 10
+    rm "$VOL/out/pack.tgz"
+    wait_for_log "product out/pack.tgz changed during a rebuild; ignored" 10
+    [ "$(rebuild_count)" -eq 1 ]
+    touch "$SANDBOX/release"
+    wait "$holder"
+    holder=
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
+    wait_for "[[ -f '$VOL/out/pack.tgz' ]]" 5
+}

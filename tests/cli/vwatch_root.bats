@@ -129,3 +129,16 @@ lazy_unmount_cancels_the_pending_check() {
     (( ticks < $(getconf CLK_TCK) ))
     [ "$(log_count "$MNT: stopped watching")" -eq 0 ]
 }
+
+@test "a volume moved to another mount point is followed there (the seed's vol_changed)" {
+    mount_volume
+    start_vwatch --settle 200ms --startup-delay 0
+    wait_for_log "$MNT: clean" 10
+    mkdir -p "$SANDBOX/moved"
+    mount --move "$MNT" "$SANDBOX/moved"
+    wait_for_log "$MNT: stopped watching \(unmounted or moved\)" 10
+    wait_for_log "$SANDBOX/moved: watching \((uuid|dev)-" 10
+    echo "module m" > "$SANDBOX/moved/src/modules/m.ko"
+    wait_for "grep -q -- ' $SANDBOX/moved\$' '$SANDBOX/rebuilds.log'" 10
+    umount "$SANDBOX/moved"
+}
