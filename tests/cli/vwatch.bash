@@ -8,7 +8,7 @@ VUNLOCK=${VUNLOCK:-$VOLWATCH_BUILD_DIR/tools/vunlock}
 VCHECK=${VCHECK:-$VOLWATCH_BUILD_DIR/tools/vcheck}
 
 # make_fake_vrebuild: $SANDBOX/fake-vrebuild, used through VOLWATCH_VREBUILD.
-# Each run appends "start EPOCH ARGS" and "end EPOCH" to $SANDBOX/rebuilds.log,
+# Each run appends "start EPOCH ARGS", "built EPOCH" and "end EPOCH" to $SANDBOX/rebuilds.log,
 # rebuilds the sandbox product with tar, then sleeps $SANDBOX/fake-sleep
 # seconds (if that file exists; a change meanwhile leaves the product stale,
 # as with a real build) and exits with $SANDBOX/fake-status (default 0).
@@ -19,6 +19,7 @@ dir=$(dirname "$0")
 root=${@: -1}
 echo "start $(date +%s.%N) $*" >> "$dir/rebuilds.log"
 tar -C "$root" -czf "$root/out/pack.tgz" src 2>/dev/null
+echo "built $(date +%s.%N)" >> "$dir/rebuilds.log"
 [[ -f $dir/fake-sleep ]] && sleep "$(cat "$dir/fake-sleep")"
 echo "end $(date +%s.%N)" >> "$dir/rebuilds.log"
 exit "$(cat "$dir/fake-status" 2>/dev/null || echo 0)"
@@ -36,7 +37,8 @@ start_vwatch() {
     # inotify unless a test says otherwise: a fanotify mark on the file system
     # holding $TMPDIR would see every write on it (tests/cli/vwatch_root.bats
     # covers fanotify on file systems of its own).
-    "$VWATCH" --log-level debug --backend "${VWATCH_BACKEND:-inotify}" "$@" >>"$LOG" 2>&1 &
+    # VWATCH_WRAPPER: a command to run it under (unshare, for isolation).
+    ${VWATCH_WRAPPER:-} "$VWATCH" --log-level debug --backend "${VWATCH_BACKEND:-inotify}" "$@" >>"$LOG" 2>&1 &
     VWATCH_PID=$!
     wait_for "log_has 'ready: watching' || ! kill -0 $VWATCH_PID 2>/dev/null" 20
     kill -0 "$VWATCH_PID" 2>/dev/null || { sed 's/^/    log: /' "$LOG" >&2; return 1; }

@@ -1,6 +1,7 @@
 #include "volwatch/mount_monitor.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -47,12 +48,20 @@ class PrivilegedMountMonitor : public ::testing::TestWithParam<bool> {
 protected:
     void SetUp() override {
         if (::geteuid() != 0) GTEST_SKIP() << "needs root (mounts)";
+        // A private mount namespace: mounts made by tests running alongside
+        // must not reach the monitor (ctest runs each case in its own process).
+        if (!private_namespace_) {
+            if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+                GTEST_SKIP() << "cannot make a private mount namespace";
+            private_namespace_ = true;
+        }
         std::string why;
         monitor_ = make_mount_monitor(GetParam(), &why);
         if (GetParam() && monitor_->name() != "fanotify") GTEST_SKIP() << "no fanotify mount notifications here: " << why;
         while (readable(*monitor_, 0)) (void)monitor_->drain({});
     }
     std::unique_ptr<MountMonitor> monitor_;
+    static inline bool private_namespace_ = false;
 };
 
 INSTANTIATE_TEST_SUITE_P(Backends, PrivilegedMountMonitor, ::testing::Values(false, true),
