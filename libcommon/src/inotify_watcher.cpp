@@ -44,11 +44,20 @@ std::vector<std::string> split_path(const std::string& relpath) {
     return parts;
 }
 
-std::string max_watches_text() {
-    std::ifstream in("/proc/sys/fs/inotify/max_user_watches");
+std::string read_first_word(const char* path) {
+    std::ifstream in(path);
     std::string value;
     in >> value;
-    return value.empty() ? "?" : value;
+    return value;
+}
+
+// The limit that was hit: the system's, and this user namespace's when lower.
+std::string max_watches_text() {
+    std::string system = read_first_word("/proc/sys/fs/inotify/max_user_watches");
+    std::string here = read_first_word("/proc/sys/user/max_inotify_watches");
+    std::string text = fmt::format("fs.inotify.max_user_watches={}", system.empty() ? "?" : system);
+    if (!here.empty() && here != system && here.size() <= system.size()) text += fmt::format(", user.max_inotify_watches={}", here);
+    return text;
 }
 
 class InotifyWatcher final : public Watcher {
@@ -198,7 +207,7 @@ private:
         if (wd < 0) {
             if (errno == ENOSPC || errno == ENOMEM) {
                 if (setup_.complete)
-                    setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached (fs.inotify.max_user_watches={}) at {}",
+                    setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
                                                                    max_watches_text(), shown)
                                                      : fmt::format("out of kernel memory for inotify watches at {}", shown);
                 setup_.complete = false;

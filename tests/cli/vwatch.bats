@@ -302,3 +302,21 @@ PY
     wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
     wait_for "[[ -f '$VOL/out/pack.tgz' ]]" 5
 }
+
+@test "the inotify watch limit reached: one loud line, and the volume is re-checked periodically" {
+    unshare --user --map-root-user true 2>/dev/null || skip "no user namespaces here"
+    # The limit is per user namespace: lower it in one of vwatch's own.
+    printf '#!/bin/sh\necho 25 > /proc/sys/user/max_inotify_watches || exit 1\nexec "$@"\n' > "$SANDBOX/limit-watches"
+    chmod +x "$SANDBOX/limit-watches"
+    local i
+    for ((i = 0; i < 40; i++)); do mkdir -p "$VOL/src/many/d$i"; done
+    sed -i '/^max_failures/a settle = "100ms"\nsettle_max = "500ms"' "$HOST"
+    VWATCH_WRAPPER="unshare --user --map-root-user $SANDBOX/limit-watches" start_vwatch --startup-delay 0
+    wait_for_log "error: $VOL: inotify watch limit reached \(fs.inotify.max_user_watches=[0-9]+, user.max_inotify_watches=25\) at .*: some paths are not watched; re-checking every 500ms instead" 10
+    [ "$(log_count "watch limit reached")" -eq 1 ]
+    wait_until_clean 1
+    # A change where no watch reaches is found by the periodic re-check.
+    sleep 0.2
+    echo late > "$VOL/src/many/d39/new.ko"
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
+}
