@@ -140,14 +140,18 @@ public:
             ssize_t n = ::read(fan_.get(), buffer, sizeof buffer);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
-            auto* meta = reinterpret_cast<fanotify_event_metadata*>(buffer);
-            for (ssize_t left = n; FAN_EVENT_OK(meta, left); meta = FAN_EVENT_NEXT(meta, left)) {
-                if ((meta->mask & FAN_Q_OVERFLOW) != 0) {
+            // Records are padded to 4 bytes only: copy each header out before use.
+            for (std::size_t offset = 0; offset + sizeof(fanotify_event_metadata) <= static_cast<std::size_t>(n);) {
+                fanotify_event_metadata meta{};
+                std::memcpy(&meta, buffer + offset, sizeof meta);
+                if (meta.event_len < sizeof meta || offset + meta.event_len > static_cast<std::size_t>(n)) break;
+                if ((meta.mask & FAN_Q_OVERFLOW) != 0) {
                     emit(0, WatchEventKind::overflow, WatchRole::source, "");
-                    continue;
+                } else {
+                    if (meta.fd >= 0) ::close(meta.fd);  // never with FID reporting, but be sure
+                    handle(meta, buffer + offset, mount_fds, emit);
                 }
-                if (meta->fd >= 0) ::close(meta->fd);  // never with FID reporting, but be sure
-                handle(*meta, mount_fds, emit);
+                offset += meta.event_len;
             }
         }
     }
@@ -170,37 +174,56 @@ private:
         int users = 0;
     };
 
+    // A file handle copied out of an event, aligned for open_by_handle_at.
+    struct Handle {
+        alignas(file_handle) unsigned char storage[sizeof(file_handle) + MAX_HANDLE_SZ];
+        [[nodiscard]] file_handle* get() { return reinterpret_cast<file_handle*>(storage); }
+    };
+
     template <class Emit>
-    void handle(const fanotify_event_metadata& meta, std::map<std::string, UniqueFd>& mount_fds, Emit& emit) {
-        const char* p = reinterpret_cast<const char*>(&meta) + meta.metadata_len;
-        const char* end = reinterpret_cast<const char*>(&meta) + meta.event_len;
+    void handle(const fanotify_event_metadata& meta, const char* raw, std::map<std::string, UniqueFd>& mount_fds, Emit& emit) {
+        const char* p = raw + meta.metadata_len;
+        const char* end = raw + meta.event_len;
         while (p + sizeof(fanotify_event_info_header) <= end) {
-            const auto* header = reinterpret_cast<const fanotify_event_info_header*>(p);
-            if (header->len == 0) break;
-            if (header->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || header->info_type == FAN_EVENT_INFO_TYPE_DFID) {
-                const auto* info = reinterpret_cast<const fanotify_event_info_fid*>(p);
-                const auto* handle = reinterpret_cast<const file_handle*>(info->handle);
-                std::string_view name;
-                if (header->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME)
-                    name = reinterpret_cast<const char*>(handle->f_handle) + handle->handle_bytes;
-                if (name == ".") name = {};
-                // A directory moved: cached paths beneath it are wrong now.
-                if ((meta.mask & FAN_ONDIR) != 0 && (meta.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)) != 0)
-                    dirs_.clear();
-                std::string id = fsid_key(info->fsid);
-                std::optional<std::string> dir = resolve(id, *handle, mount_fds);
-                if (dir) match(id, *dir, name, emit);
+            fanotify_event_info_header header{};
+            std::memcpy(&header, p, sizeof header);
+            if (header.len == 0 || p + header.len > end) break;
+            bool dfid = header.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME || header.info_type == FAN_EVENT_INFO_TYPE_DFID;
+            std::size_t fixed = sizeof(fanotify_event_info_fid) + sizeof(file_handle);
+            if (dfid && header.len >= fixed) {
+                fanotify_event_info_fid info{};
+                std::memcpy(&info, p, sizeof info);
+                const char* handle_at = p + sizeof(fanotify_event_info_fid);
+                file_handle head{};
+                std::memcpy(&head, handle_at, sizeof head);
+                if (head.handle_bytes <= MAX_HANDLE_SZ && fixed + head.handle_bytes <= header.len) {
+                    Handle handle;
+                    std::memcpy(handle.storage, handle_at, sizeof(file_handle) + head.handle_bytes);
+                    std::string_view name;
+                    if (header.info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) {
+                        const char* name_at = handle_at + sizeof(file_handle) + head.handle_bytes;
+                        name = std::string_view(name_at, strnlen(name_at, static_cast<std::size_t>(p + header.len - name_at)));
+                    }
+                    if (name == ".") name = {};
+                    // A directory moved or went: cached paths beneath it are wrong now.
+                    if ((meta.mask & FAN_ONDIR) != 0 && (meta.mask & (FAN_MOVED_FROM | FAN_MOVED_TO | FAN_DELETE)) != 0)
+                        dirs_.clear();
+                    std::string id = fsid_key(info.fsid);
+                    std::optional<std::string> dir = resolve(id, handle, mount_fds);
+                    if (dir) match(id, *dir, name, emit);
+                }
             }
-            p += header->len;
+            p += header.len;
         }
     }
 
     // The path of the directory `handle` names on file system `id`, or
     // nullopt when it is gone or not ours.
-    std::optional<std::string> resolve(const std::string& id, const file_handle& handle, std::map<std::string, UniqueFd>& mount_fds) {
+    std::optional<std::string> resolve(const std::string& id, Handle& handle, std::map<std::string, UniqueFd>& mount_fds) {
+        file_handle* fh = handle.get();
         std::string cache_key = id;
-        cache_key.append(reinterpret_cast<const char*>(&handle.handle_type), sizeof handle.handle_type);
-        cache_key.append(reinterpret_cast<const char*>(handle.f_handle), handle.handle_bytes);
+        cache_key.append(reinterpret_cast<const char*>(&fh->handle_type), sizeof fh->handle_type);
+        cache_key.append(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes);
         if (auto it = dirs_.find(cache_key); it != dirs_.end()) return it->second;
         auto mount = mount_fds.find(id);
         if (mount == mount_fds.end()) {
@@ -211,7 +234,7 @@ private:
             mount = mount_fds.emplace(id, UniqueFd(::open(vol->mount_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC))).first;
         }
         if (!mount->second) return std::nullopt;
-        UniqueFd dir(::open_by_handle_at(mount->second.get(), const_cast<file_handle*>(&handle), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd dir(::open_by_handle_at(mount->second.get(), fh, O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!dir) return std::nullopt;  // deleted since (ESTALE)
         char link[4096];
         std::string proc = fmt::format("/proc/self/fd/{}", dir.get());

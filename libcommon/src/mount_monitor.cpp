@@ -104,22 +104,26 @@ public:
             ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
-            auto* meta = reinterpret_cast<fanotify_event_metadata*>(buffer);
-            for (ssize_t left = n; FAN_EVENT_OK(meta, left); meta = FAN_EVENT_NEXT(meta, left)) {
-                if ((meta->mask & FAN_Q_OVERFLOW) != 0) {
+            // Records are padded to 4 bytes only: copy each header out before use.
+            for (std::size_t offset = 0; offset + sizeof(fanotify_event_metadata) <= static_cast<std::size_t>(n);) {
+                fanotify_event_metadata meta{};
+                std::memcpy(&meta, buffer + offset, sizeof meta);
+                if (meta.event_len < sizeof meta || offset + meta.event_len > static_cast<std::size_t>(n)) break;
+                const char* p = buffer + offset + meta.metadata_len;
+                const char* end = buffer + offset + meta.event_len;
+                offset += meta.event_len;
+                if ((meta.mask & FAN_Q_OVERFLOW) != 0) {
                     relevant = true;
                     continue;
                 }
                 if (relevant) continue;  // already decided; keep draining
-                const char* p = reinterpret_cast<const char*>(meta) + meta->metadata_len;
-                const char* end = reinterpret_cast<const char*>(meta) + meta->event_len;
                 while (p + sizeof(MntInfo) <= end) {
                     MntInfo info{};
                     std::memcpy(&info, p, sizeof info);
                     if (info.hdr.len == 0) break;
                     bool is_mnt = info.hdr.info_type == fan_event_info_type_mnt ||
                                   (info.hdr.info_type == fan_event_info_type_mnt_early && info.hdr.len == sizeof(MntInfo));
-                    if (is_mnt) relevant |= matters(meta->mask, info.mnt_id, interest);
+                    if (is_mnt) relevant |= matters(meta.mask, info.mnt_id, interest);
                     p += info.hdr.len;
                 }
             }

@@ -44,16 +44,23 @@ start_vwatch() {
     kill -0 "$VWATCH_PID" 2>/dev/null || { sed 's/^/    log: /' "$LOG" >&2; return 1; }
 }
 
+# stop_vwatch: SIGTERM; vwatch must exit 0 (a crash at shutdown, or a
+# sanitizer's leak report, fails the test that started it).
 stop_vwatch() {
-    if [[ -n ${VWATCH_PID:-} ]] && kill -0 "$VWATCH_PID" 2>/dev/null; then
+    [[ -n ${VWATCH_PID:-} ]] || return 0
+    local i rc=0
+    if kill -0 "$VWATCH_PID" 2>/dev/null; then
         kill -TERM "$VWATCH_PID"
-        local i
-        for ((i = 0; i < 100; i++)); do kill -0 "$VWATCH_PID" 2>/dev/null || break; sleep 0.05; done
+        for ((i = 0; i < 200; i++)); do kill -0 "$VWATCH_PID" 2>/dev/null || break; sleep 0.05; done
         kill -KILL "$VWATCH_PID" 2>/dev/null
     fi
-    wait "$VWATCH_PID" 2>/dev/null
+    wait "$VWATCH_PID" 2>/dev/null || rc=$?
     VWATCH_PID=
-    return 0
+    if [[ $rc -ne 0 ]]; then
+        echo "vwatch exited with status $rc on SIGTERM" >&2
+        [[ -f ${LOG:-} ]] && sed 's/^/    log: /' "$LOG" >&2
+        return 1
+    fi
 }
 
 # wait_for COMMAND [TIMEOUT]: polls COMMAND (a string for eval) until it
