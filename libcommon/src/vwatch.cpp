@@ -570,6 +570,10 @@ private:
         Mode before = vol->mode;
         VolumeToken fresh = volumes_.bump(token.id);
         vol->cancel_timers();
+        // Process handles are re-registered under the new generation (the
+        // owners by refresh_lock in configure, the deferral by the next check).
+        vol->owners.clear();
+        vol->deferrers.clear();
         configure(fresh);
         vol = volumes_.find(fresh);
         if (vol == nullptr) return false;
@@ -704,7 +708,13 @@ private:
 
     void retry_deferred(const VolumeToken& token) {
         WatchedVolume* vol = find(token, "a defer_while release");
-        if (vol == nullptr) return;
+        if (vol == nullptr) {
+            // A pidfd stays readable: never leave one registered. Whatever is
+            // registered under a stale token belongs to the current generation now.
+            if (WatchedVolume* current = volumes_.find(token.id); current != nullptr && !current->deferrers.empty())
+                retry_deferred(VolumeToken{token.id, volumes_.generation(token.id)});
+            return;
+        }
         vol->deferrers.clear();  // unwatches: this callback's own pidfd included
         loop_.cancel_timer(vol->defer_timer);
         vol->defer_timer = 0;
@@ -940,7 +950,12 @@ private:
 
     void on_owner_exit(const VolumeToken& token, pid_t pid) {
         WatchedVolume* vol = find(token, fmt::format("the exit of lock owner pid {}", pid));
-        if (vol == nullptr) return;
+        if (vol == nullptr) {
+            // A pidfd stays readable: hand a stale registration to the current generation.
+            if (WatchedVolume* current = volumes_.find(token.id); current != nullptr && current->owners.count(pid) != 0)
+                on_owner_exit(VolumeToken{token.id, volumes_.generation(token.id)}, pid);
+            return;
+        }
         vol->owners.erase(pid);  // unwatches its pidfd
         auto record = tidy_volume_lock(*lock_dir_, token.id, lock_limits(host_), lock_logger(vol->volume.root.string()));
         if (!record) log_.log(LogLevel::warning, fmt::format("{}: {}", vol->volume.root.string(), record.problem().message));

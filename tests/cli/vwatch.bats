@@ -320,3 +320,22 @@ PY
     echo late > "$VOL/src/many/d39/new.ko"
     wait_for "[[ \$(rebuild_count) -eq 2 ]]" 10
 }
+
+@test "a lock owner that dies after its volume was re-read is still accounted for, and nothing spins" {
+    [[ -x $VLOCK ]] || skip "vlock was not built"
+    start_clean
+    bash -c "'$VLOCK' '$VOL' && exec sleep 60" &
+    holder=$!
+    wait_for_log "$VOL: busy \(locked\); refusing unmount" 10
+    sed -i 's/depth   = "deep"/depth   = "shallow"/' "$VOL/etc/volwatch/bootcaches.toml"
+    wait_for_log "$VOL: re-read its config" 10
+    kill -9 "$holder"
+    holder=
+    wait_for_log "exited without unlocking.*event=update-failed" 5
+    sleep 0.3
+    local before after
+    before=$(awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$VWATCH_PID/status")
+    sleep 1
+    after=$(awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$VWATCH_PID/status")
+    (( after - before < 20 ))
+}
