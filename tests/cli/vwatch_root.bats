@@ -140,5 +140,7 @@ lazy_unmount_cancels_the_pending_check() {
     wait_for_log "$SANDBOX/moved: watching \((uuid|dev)-" 10
     echo "module m" > "$SANDBOX/moved/src/modules/m.ko"
     wait_for "grep -q -- ' $SANDBOX/moved\$' '$SANDBOX/rebuilds.log'" 10
+    # Busy until the rebuild is done and checked: only then may it go.
+    wait_for "grep -- '$SANDBOX/moved:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 10
     umount "$SANDBOX/moved"
 }
