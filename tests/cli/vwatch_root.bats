@@ -66,7 +66,7 @@ umount_refused_while_locked() {
     touch "$SANDBOX/release"
     wait "$holder"
     holder=
-    wait_for_log "$MNT: consistent; unmount allowed" 10
+    wait_for "grep -- '$MNT:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 10
     umount "$MNT"
     ! mountpoint -q "$MNT"
     wait_for_log "$MNT: stopped watching \(unmounted or moved\)" 10
