@@ -7,7 +7,20 @@ set -euo pipefail
 build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev libboost-dev
                 nlohmann-json3-dev scdoc)
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
-               clang libclang-rt-14-dev zsh fish bash-completion)
+               clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info)
+
+# promtool (tests/cli/prometheus.bats) is in Debian's prometheus package, whose
+# installation would also start a Prometheus server: unpack promtool alone.
+if [[ "${1:-build}" == test && $(id -u) -eq 0 ]] && ! command -v promtool >/dev/null; then
+    scratch=$(mktemp -d)
+    if (cd "$scratch" && apt-get download prometheus && dpkg-deb --fsys-tarfile prometheus_*.deb |
+            tar -xO ./usr/bin/promtool >promtool) >/dev/null 2>&1; then
+        install -m 755 "$scratch/promtool" /usr/local/bin/promtool
+    else
+        echo "deps: could not fetch promtool (apt-get download prometheus); its tests will be skipped" >&2
+    fi
+    rm -rf "$scratch"
+fi
 
 want=("${build_packages[@]}")
 if [[ "${1:-build}" == test ]]; then want+=("${test_packages[@]}"); fi
