@@ -1057,8 +1057,11 @@ std::string locate_vrebuild(const std::string& configured) {
     std::error_code ec;
     fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
-        fs::path beside = self.parent_path() / "vrebuild";
-        if (::access(beside.c_str(), X_OK) == 0) return beside.string();
+        // Beside vwatch (an install puts both in sbin; a build tree in tools/),
+        // or in the sibling bin/sbin of an install prefix.
+        fs::path dir = self.parent_path();
+        for (const fs::path& candidate : {dir / "vrebuild", dir.parent_path() / "sbin" / "vrebuild", dir.parent_path() / "bin" / "vrebuild"})
+            if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
     }
     return "vrebuild";
 }

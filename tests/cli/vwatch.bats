@@ -254,9 +254,11 @@ PY
 
 @test "with the real vrebuild: a source change is rebuilt and the volume ends clean" {
     [[ -n ${VREBUILD:-} && -x $VREBUILD ]] || skip "vrebuild was not built"
+    # The default: the vrebuild beside vwatch's own executable.
     unset VOLWATCH_VREBUILD
-    export VOLWATCH_VREBUILD=$VREBUILD
+    [[ $(dirname "$VREBUILD") -ef $(dirname "$VWATCH") ]] || export VOLWATCH_VREBUILD=$VREBUILD
     start_vwatch --settle 200ms --startup-delay 0
+    wait_for_log "started $(dirname "$VREBUILD")/vrebuild \(pid" 20
     wait_for_log "cache updated by vrebuild" 20
     run "$VCHECK" "$VOL"
     [ "$status" -eq 0 ]

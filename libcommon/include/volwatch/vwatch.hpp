@@ -22,7 +22,8 @@ struct VwatchOptions {
     LogLevel log_level = LogLevel::info;     // --log-level
     LogTarget log_target = LogTarget::stderr_stream;  // --log
     // The rebuilder program: $VOLWATCH_VREBUILD if set, else the vrebuild
-    // beside vwatch's own executable, else "vrebuild" from PATH.
+    // beside vwatch's own executable (or in the install prefix's sbin or bin),
+    // else "vrebuild" from PATH.
     std::string vrebuild;
 };
 
