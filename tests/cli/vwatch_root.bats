@@ -33,7 +33,10 @@ setup() {
 teardown() {
     stop_vwatch
     [[ -n ${holder:-} ]] && kill -9 "$holder" 2>/dev/null
-    if [[ -n ${MNT:-} ]] && mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+    local m
+    for m in "${MNT:-}" "${SANDBOX:-}/moved"; do
+        if [[ -n $m ]] && mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m"; fi
+    done
     remove_sandbox
 }
 
