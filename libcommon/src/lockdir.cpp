@@ -248,6 +248,10 @@ Result<LockRecord> LockFile::read_held() const {
 Status LockFile::write_held(const LockRecord& record) const {
     if (!fd_) return Problem{ExitCode::internal, fmt::format("{}: not open for writing", path_.string())};
     std::string text = format_lock_record(record);
+    // ftruncate() is a metadata change (journalled on ext4, a second
+    // IN_MODIFY for every waiter): only when the record shrinks.
+    struct stat st{};
+    bool shrinks = ::fstat(fd_.get(), &st) != 0 || st.st_size > static_cast<off_t>(text.size());
     std::size_t done = 0;
     while (done < text.size()) {
         ssize_t n = ::pwrite(fd_.get(), text.data() + done, text.size() - done, static_cast<off_t>(done));
@@ -255,7 +259,7 @@ Status LockFile::write_held(const LockRecord& record) const {
         if (n < 0) return system_problem(path_, "cannot write the lock record", errno);
         done += static_cast<std::size_t>(n);
     }
-    if (::ftruncate(fd_.get(), static_cast<off_t>(text.size())) != 0)
+    if (shrinks && ::ftruncate(fd_.get(), static_cast<off_t>(text.size())) != 0)
         return system_problem(path_, "cannot truncate the lock record", errno);
     return success();
 }
@@ -471,7 +475,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
     if (!file) return file.problem();
     auto reboot = dir.reboot_file();
     if (!reboot) return reboot.problem();
-    const ProcessIdentity me = request.waiter.value_or(self_identity());
+    const ProcessIdentity me = request.waiter ? *request.waiter : self_identity();  // not value_or: it reads /proc
     const auto start = Clock::now();
     const bool may_wait = request.wait.has_value();
     const bool forever = may_wait && *request.wait == Duration::max();

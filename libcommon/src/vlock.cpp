@@ -1,13 +1,20 @@
 #include "volwatch/vlock.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
 #include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <optional>
 #include <ostream>
 #include <poll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <system_error>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -26,16 +33,75 @@ using nlohmann::json;
 // (leaving the queue at once instead of being pruned later).
 constexpr int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 
+// Without pidfd_open (kernels before 5.3) nothing wakes vlock when its
+// command exits, so it looks this often instead.
+constexpr int no_pidfd_recheck_ms = 100;
+
 struct Target {
     HostConfig host;
     Volume volume;
     std::string shown;  // the volume root, as messages name it
 };
 
+namespace fs = std::filesystem;
+
+/// No mounts at all: for resolve_volume() once the kernel has shown that none
+/// can change its answer.
+class NoMounts final : public MountTable {
+public:
+    [[nodiscard]] std::vector<MountEntry> read() const override { return {}; }
+};
+
+// True if `dir` is known not to be the root of a mount; false if it is one or
+// the kernel cannot tell (statx without STATX_ATTR_MOUNT_ROOT: before 5.8).
+bool known_not_mount_root(const fs::path& dir) {
+    struct statx stx {};
+    if (::statx(AT_FDCWD, dir.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_TYPE, &stx) != 0) return false;
+    if ((stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) == 0) return false;
+    return (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) == 0;
+}
+
+// resolve_volume() picks the deepest of the explicit roots and the visible
+// mounts that hold the path. When the deepest explicit root holding it is not
+// a mount point and neither is any directory below it on the way down to the
+// path, no mount can be deeper or key that root differently: the answer is
+// the same without the mount table. Asking the kernel about those few
+// directories (one statx each, usually one in all) costs far less than reading
+// /proc/self/mountinfo, with every mount on the host, and sorting out which
+// mounts are visible, on every vlock and vunlock.
+bool explicit_root_decides(std::string_view argument, const HostConfig& host) {
+    if (argument.empty() || argument.rfind("UUID=", 0) == 0 || host.volumes.empty()) return false;
+    std::error_code ec;
+    fs::path path = fs::canonical(fs::path(argument), ec);
+    if (ec) return false;
+    std::optional<fs::path> deepest;
+    for (const auto& configured : host.volumes) {
+        fs::path root = fs::canonical(configured, ec);
+        struct stat st {};
+        if (ec || ::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+        // `root` is `path` or one of its ancestors (both canonical).
+        auto mismatch = std::mismatch(root.begin(), root.end(), path.begin(), path.end());
+        bool within = mismatch.first == root.end() || (std::next(mismatch.first) == root.end() && mismatch.first->empty());
+        if (within && (!deepest || std::distance(root.begin(), root.end()) > std::distance(deepest->begin(), deepest->end())))
+            deepest = std::move(root);
+    }
+    if (!deepest) return false;
+    for (fs::path dir = path;; dir = dir.parent_path()) {
+        if (!known_not_mount_root(dir)) return false;
+        if (dir == *deepest) return true;
+        if (!dir.has_relative_path()) return false;  // reached "/" without meeting the root: cannot happen
+    }
+}
+
+Result<Volume> resolve_argument(std::string_view argument, const HostConfig& host) {
+    if (explicit_root_decides(argument, host)) return resolve_volume(argument, host, NoMounts());
+    return resolve_volume(argument, host, ProcMountTable());
+}
+
 Result<Target> resolve_target(const std::string& argument, const HostOverrides& overrides) {
     auto host = load_host_config(overrides);
     if (!host) return host.problem();
-    auto volume = resolve_volume(argument, *host, ProcMountTable());
+    auto volume = resolve_argument(argument, *host);
     if (!volume) return volume.problem();
     std::string shown = volume->root.string();
     return Target{std::move(*host), std::move(*volume), std::move(shown)};
@@ -150,7 +216,7 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
     }
     std::optional<std::string> only;
     if (!options.volume.empty()) {
-        auto volume = resolve_volume(options.volume, *host, ProcMountTable());
+        auto volume = resolve_argument(options.volume, *host);
         if (!volume) throw Failure(volume.problem());
         only = volume->id.value;
     }
@@ -229,7 +295,13 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     }
     ::close(go[0]);
     UniqueFd go_write(go[1]);
-    UniqueFd child_handle(open_process_handle(identify_process(child).value_or(ProcessIdentity{child, 0, ""})));
+    // The child is ours and not reaped, so its PID cannot name another
+    // process yet: a plain pidfd_open needs no identity check afterwards.
+#ifdef SYS_pidfd_open
+    UniqueFd child_handle(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+#else
+    UniqueFd child_handle;
+#endif
     auto reap = [&] {
         int wait_status = 0;
         while (::waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
@@ -237,10 +309,12 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
         return status_of(wait_status);
     };
 
+    const ProcessIdentity me = self_identity();
     AcquireRequest request;
     request.volume = target.shown;
     if (auto me_child = identify_process(child)) request.owners.push_back(*me_child);
-    request.owners.push_back(self_identity());
+    request.owners.push_back(me);
+    request.waiter = me;
     request.command = join(options.command);
     request.purpose = options.purpose;
     request.wait = options.wait;
@@ -261,16 +335,26 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     int status = 0;
     for (;;) {
         pollfd fds[2] = {{signals.fd(), POLLIN, 0}, {child_handle.get(), POLLIN, 0}};
-        int ready = ::poll(fds, child_handle ? 2 : 1, -1);
+        int ready = ::poll(fds, child_handle ? 2 : 1, child_handle ? -1 : no_pidfd_recheck_ms);
         if (ready < 0 && errno != EINTR) throw Failure(ExitCode::internal, fmt::format("poll: {}", std::strerror(errno)));
         while (int sig = signals.next()) ::kill(child, sig);
-        if (!child_handle || (fds[1].revents & POLLIN) != 0) {
+        if (child_handle && (fds[1].revents & POLLIN) != 0) {
             status = reap();
             break;
         }
+        if (!child_handle) {
+            int wait_status = 0;
+            pid_t done;
+            while ((done = ::waitpid(child, &wait_status, WNOHANG)) < 0 && errno == EINTR) {
+            }
+            if (done != 0) {  // exited, or waitpid failed: as reap() would
+                status = status_of(wait_status);
+                break;
+            }
+        }
     }
     ReleaseRequest release;
-    release.requesters = {self_identity()};
+    release.requesters = {me};
     release.status = status;
     release.limits = request.limits;
     auto released = release_volume_lock(dir, target.volume.id.value, release, log);
