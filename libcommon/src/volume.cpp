@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <climits>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <system_error>
@@ -96,6 +97,19 @@ Volume volume_for_explicit(const fs::path& configured, const std::vector<MountEn
     return volume;
 }
 
+// The kernel's name of block device `device` ("sda1", "dm-0"): the last
+// component of /sys/dev/block/MAJ:MIN's target. "" when not known (no block
+// device with that number, or no /sys).
+std::string kernel_device_name(dev_t device) {
+    std::string sys = fmt::format("/sys/dev/block/{}:{}", major(device), minor(device));
+    char target[PATH_MAX];
+    ssize_t n = ::readlink(sys.c_str(), target, sizeof target);
+    if (n <= 0) return "";
+    std::string_view text(target, static_cast<std::size_t>(n));
+    std::size_t slash = text.rfind('/');
+    return std::string(slash == std::string_view::npos ? text : text.substr(slash + 1));
+}
+
 }  // namespace
 
 std::string VolumeId::uuid() const { return value.rfind("uuid-", 0) == 0 ? value.substr(5) : ""; }
@@ -110,12 +124,31 @@ std::uint64_t stable_hash(std::string_view data, std::uint64_t seed) {
 }
 
 std::string uuid_for_device(dev_t device, const fs::path& by_uuid_dir) {
-    std::error_code ec;
-    for (fs::directory_iterator it(by_uuid_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    auto names_device = [&](const fs::path& link) {
         struct stat st {};
-        if (::stat(it->path().c_str(), &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == device)
-            return it->path().filename().string();
+        return ::stat(link.c_str(), &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == device;
+    };
+    std::vector<fs::path> links;
+    std::error_code ec;
+    for (fs::directory_iterator it(by_uuid_dir, ec), end; !ec && it != end; it.increment(ec)) links.push_back(it->path());
+    // udev points each link at the device node by the kernel's name
+    // ("../../sda1"): check the links with that target first, so that one
+    // stat (through the link, to the node) does instead of one per disk.
+    std::string name = kernel_device_name(device);
+    if (!name.empty()) {
+        for (const auto& link : links) {
+            char target[PATH_MAX];
+            ssize_t n = ::readlink(link.c_str(), target, sizeof target);
+            if (n <= 0) continue;
+            std::string_view text(target, static_cast<std::size_t>(n));
+            bool same_name = text == name || (text.size() > name.size() && text.ends_with(name) &&
+                                              text[text.size() - name.size() - 1] == '/');
+            if (same_name && names_device(link)) return link.filename().string();
+        }
     }
+    // Anything else (no /sys, a device node made by hand): every link.
+    for (const auto& link : links)
+        if (names_device(link)) return link.filename().string();
     return "";
 }
 
