@@ -273,6 +273,9 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     for (const auto& word : options.command) argv.push_back(const_cast<char*>(word.c_str()));
     argv.push_back(nullptr);
     std::string exec_failed = fmt::format("vlock: {}: ", options.command.front());
+    // Before the fork: the less the parked command waits for the grant, the
+    // more often it finds the pipe written instead of going to sleep.
+    const ProcessIdentity me = self_identity();
     out.flush();
     err.flush();
     pid_t child = ::fork();
@@ -309,7 +312,6 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
         return status_of(wait_status);
     };
 
-    const ProcessIdentity me = self_identity();
     AcquireRequest request;
     request.volume = target.shown;
     if (auto me_child = identify_process(child)) request.owners.push_back(*me_child);
