@@ -9,7 +9,8 @@
 # then measures in one run:
 #   1. whole process, uncontended: R interleaved rounds of N runs each of
 #      `vlock VOL -- true` and `flock FILE true`; per-run medians and the
-#      ratio vlock/flock (target <= 1.3);
+#      ratio vlock/flock (target <= 1.3); the same for their CPU time
+#      (user + system, children included), less disturbed by other jobs;
 #   2. handoff, library level: H times, a holder releases while one waiter
 #      sleeps in acquire_volume_lock(); the time from just before the release
 #      to the waiter's return (target: median under 1 ms), beside the same
@@ -81,6 +82,10 @@ flockfile="$tmp/flock.lock"
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 p90() { sort -g | awk '{ v[NR] = $1 } END { i = int(NR * 0.9); if (i < 1) i = 1; print v[i] }'; }
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
+# CPU (user + system) of this shell's finished children, their own children
+# included: `times` must run in this shell, not in a $(...) subshell.
+cpu_mark() { times >"$tmp/cpu.$1"; }
+cpu_us() { awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); t += p[1] * 60 + p[2] } printf "%.0f\n", t * 1e6 }' "$tmp/cpu.$1"; }
 
 echo "machine: $(nproc) CPUs, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "vlock: $vlock"
@@ -90,22 +95,34 @@ echo "vlock: $vlock"
 flock "$flockfile" true
 : >"$tmp/vlock.times"
 : >"$tmp/flock.times"
+: >"$tmp/vlock.cpu"
+: >"$tmp/flock.cpu"
 for ((r = 0; r < rounds; r++)); do
     for tool in vlock flock; do
         [ $((r % 2)) -eq 1 ] && tool=$([ "$tool" = vlock ] && echo flock || echo vlock)
         start=$(now_us)
+        cpu_mark start
         if [ "$tool" = vlock ]; then
             for ((i = 0; i < runs; i++)); do "$vlock" "$vol" -- true; done
         else
             for ((i = 0; i < runs; i++)); do flock "$flockfile" true; done
         fi
+        cpu_mark end
         echo "$(( ($(now_us) - start) ))" | awk -v n="$runs" '{ printf "%.1f\n", $1 / n }' >>"$tmp/$tool.times"
+        echo "$(( $(cpu_us end) - $(cpu_us start) ))" | awk -v n="$runs" '{ printf "%.1f\n", $1 / n }' >>"$tmp/$tool.cpu"
     done
 done
 vlock_us=$(median <"$tmp/vlock.times")
 flock_us=$(median <"$tmp/flock.times")
 printf 'uncontended, whole process (%d rounds x %d runs): vlock VOL -- true %.0f us, flock FILE true %.0f us, ratio %.2f (target <= 1.3)\n' \
     "$rounds" "$runs" "$vlock_us" "$flock_us" "$(awk -v a="$vlock_us" -v b="$flock_us" 'BEGIN { print a / b }')"
+# The same runs' CPU time, which other jobs on the machine disturb less than
+# the elapsed time; and every round, to show the spread.
+vlock_cpu=$(median <"$tmp/vlock.cpu")
+flock_cpu=$(median <"$tmp/flock.cpu")
+printf 'uncontended, CPU per run (user + system, the command included): vlock %.0f us, flock %.0f us, ratio %.2f\n' \
+    "$vlock_cpu" "$flock_cpu" "$(awk -v a="$vlock_cpu" -v b="$flock_cpu" 'BEGIN { print a / b }')"
+printf '  rounds, elapsed us per run: vlock %s; flock %s\n' "$(paste -sd' ' "$tmp/vlock.times")" "$(paste -sd' ' "$tmp/flock.times")"
 
 # 2. Handoff, library level.
 "$handoff" volwatch "$tmp/locks" "$handoffs" >"$tmp/handoff.volwatch"
