@@ -9,6 +9,7 @@
 #include <deque>
 #include <fcntl.h>
 #include <mutex>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <thread>
@@ -252,8 +253,14 @@ Identity identity_of(int root_fd, std::string_view relpath) {
     return {st.st_dev, st.st_ino};
 }
 
+// The CPUs this process may run on (taskset, cpusets, systemd's
+// CPUAffinity=), not all of the machine's: two walkers time-sharing one CPU
+// only add switches and queue traffic (measured: 5% slower than one).
 unsigned default_threads() {
-    unsigned n = std::thread::hardware_concurrency();
+    unsigned n = 0;
+    cpu_set_t allowed {};
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0) n = static_cast<unsigned>(CPU_COUNT(&allowed));
+    if (n == 0) n = std::thread::hardware_concurrency();
     return std::clamp(n, 1u, 4u);
 }
 
