@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
 # Installs the Debian packages volwatch needs to build and test. As root it
-# runs apt-get; otherwise it prints the one line to run and fails if anything
-# required is missing. Usage: scripts/deps.sh [build|test]
+# runs apt-get (one update, then one install); otherwise it prints the one
+# line to run and fails if anything required is missing.
+# Usage: scripts/deps.sh [build|test]
 set -euo pipefail
 
 build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev libboost-dev
                 nlohmann-json3-dev scdoc)
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
-               clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info)
+               clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info systemd)
 
+kind=${1:-build}
+want=("${build_packages[@]}")
+if [[ $kind == test ]]; then want+=("${test_packages[@]}"); fi
+
+missing=()
+for package in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
 # promtool (tests/cli/prometheus.bats) is in Debian's prometheus package, whose
 # installation would also start a Prometheus server: unpack promtool alone.
-if [[ "${1:-build}" == test && $(id -u) -eq 0 ]] && ! command -v promtool >/dev/null; then
+need_promtool=false
+if [[ $kind == test ]] && ! command -v promtool >/dev/null; then need_promtool=true; fi
+
+if [[ ${#missing[@]} -eq 0 && $need_promtool == false ]]; then exit 0; fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi   # promtool is optional: its tests skip
+    echo "deps: missing packages; run as root:" >&2
+    echo "  apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+if [[ ${#missing[@]} -gt 0 ]]; then
+    echo "deps: installing ${missing[*]}" >&2
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [[ $need_promtool == true ]]; then
     scratch=$(mktemp -d)
     if (cd "$scratch" && apt-get download prometheus && dpkg-deb --fsys-tarfile prometheus_*.deb |
             tar -xO ./usr/bin/promtool >promtool) >/dev/null 2>&1; then
@@ -20,26 +49,4 @@ if [[ "${1:-build}" == test && $(id -u) -eq 0 ]] && ! command -v promtool >/dev/
         echo "deps: could not fetch promtool (apt-get download prometheus); its tests will be skipped" >&2
     fi
     rm -rf "$scratch"
-fi
-
-want=("${build_packages[@]}")
-if [[ "${1:-build}" == test ]]; then want+=("${test_packages[@]}"); fi
-
-missing=()
-for package in "${want[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$package")
-    fi
-done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-if [[ $(id -u) -eq 0 ]]; then
-    echo "deps: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-    echo "deps: missing packages; run as root:" >&2
-    echo "  apt-get install -y ${missing[*]}" >&2
-    exit 1
 fi
