@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <sys/file.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -141,36 +141,37 @@ LockRecord parse_lock_record(std::string_view text) {
     return record;
 }
 
-Result<std::optional<LockRecord>> read_lock_record(const std::filesystem::path& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-    if (!fd) {
-        if (errno == ENOENT) return std::optional<LockRecord>{};
-        return Problem{errno == EACCES ? ExitCode::permission : ExitCode::internal,
-                       fmt::format("{}: cannot read lock record: {}", path.string(), std::strerror(errno))};
+Result<LockRecord> read_lock_record(int fd, const std::filesystem::path& shown) {
+    // No lock is taken: writers hold a guard file only root (or the owner of
+    // a sandbox lock directory) can open, so no reader can ever make a
+    // writer wait. A read that overlaps a rewrite can see a mix of old and
+    // new text, or new text cut at the old length; it fails the end line's
+    // check or lacks one, and is read again. Text that reads the same twice
+    // is what the file holds (a hand-written record, or a damaged one).
+    constexpr int max_reads = 200;
+    std::string previous;
+    LockRecord record;
+    for (int reads = 0; reads < max_reads; ++reads) {
+        std::string text;
+        char buffer[8192];
+        for (;;) {
+            ssize_t n = ::pread(fd, buffer, sizeof buffer, static_cast<off_t>(text.size()));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0)
+                return Problem{errno == EACCES ? ExitCode::permission : ExitCode::internal,
+                               fmt::format("{}: cannot read the lock record: {}", shown.string(), std::strerror(errno))};
+            if (n == 0) break;
+            text.append(buffer, static_cast<std::size_t>(n));
+            if (text.size() > max_record_bytes) break;
+        }
+        record = parse_lock_record(text);
+        bool sealed = text.starts_with("end=") || text.find("\nend=") != std::string::npos;
+        if ((sealed && !record.damaged) || (reads > 0 && text == previous)) return record;
+        previous = std::move(text);
+        ::sched_yield();
     }
-    // Writers hold the flock only for a rewrite that never waits, so this is brief.
-    while (::flock(fd.get(), LOCK_SH) != 0) {
-        if (errno != EINTR)
-            return Problem{ExitCode::internal, fmt::format("{}: flock: {}", path.string(), std::strerror(errno))};
-    }
-    std::string text;
-    char buffer[8192];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        text.append(buffer, static_cast<std::size_t>(n));
-        if (text.size() > max_record_bytes) break;
-    }
-    ::flock(fd.get(), LOCK_UN);
-    return std::optional<LockRecord>(parse_lock_record(text));
+    return record;
 }
-
-std::filesystem::path volume_lock_path(const std::filesystem::path& lock_dir, std::string_view volume_id) {
-    return lock_dir / "volumes" / fmt::format("{}.lock", volume_id);
-}
-
-std::filesystem::path reboot_lock_path(const std::filesystem::path& lock_dir) { return lock_dir / "reboot.lock"; }
 
 bool over_limits(const LockRecord& record, int max_failures, int max_attempts) {
     return record.gave_up || record.failures >= max_failures || record.attempts >= max_attempts;

@@ -59,10 +59,10 @@ Status check_directory(const struct stat& st, const fs::path& path) {
 // Opens (and with `create`, makes) the directory `name` under `at` without
 // following a symlink in its last component. ENOENT is returned as a
 // Problem whose code is unknown_volume so callers can tell it apart.
-Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown, bool create) {
+Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown, bool create, mode_t mode = 0755) {
     bool made = false;
     if (create) {
-        if (::mkdirat(at, name, 0755) == 0) made = true;
+        if (::mkdirat(at, name, mode) == 0) made = true;
         else if (errno != EEXIST) return system_problem(shown, "cannot create the lock directory", errno);
     }
     UniqueFd fd(::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -76,10 +76,15 @@ Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown,
         return system_problem(shown, "cannot open the lock directory", error);
     }
     // mkdir's mode passes through the umask; readers (vcheck) need 0755.
-    if (made) ::fchmod(fd.get(), 0755);
+    if (made) ::fchmod(fd.get(), mode);
     struct stat st{};
     if (::fstat(fd.get(), &st) != 0) return system_problem(shown, "stat", errno);
     if (auto checked = check_directory(st, shown); !checked) return checked.problem();
+    // guard/ must be ours alone: tighten a readable one we own.
+    if ((st.st_mode & ~mode & 0777) != 0) {
+        if (st.st_uid != ::geteuid() || ::fchmod(fd.get(), mode) != 0)
+            return refusal(shown, fmt::format("the lock directory: mode {:04o}, expected {:04o}", st.st_mode & 07777, mode));
+    }
     return fd;
 }
 
@@ -165,16 +170,21 @@ Result<LockDir> LockDir::open(const fs::path& path, LockDirAccess access) {
     auto volumes = open_directory(dir.dir_.get(), "volumes", path / "volumes", write);
     if (volumes) dir.volumes_ = std::move(*volumes);
     else if (write || volumes.problem().code != ExitCode::unknown_volume) return volumes.problem();
+    if (write) {
+        auto guards = open_directory(dir.dir_.get(), "guard", path / "guard", true, 0700);
+        if (!guards) return guards.problem();
+        dir.guards_ = std::move(*guards);
+    }
     return dir;
 }
 
-Result<LockFile> LockDir::open_file(int dir_fd, const std::string& name, const fs::path& shown) const {
-    if (dir_fd < 0) return LockFile(UniqueFd(), shown);
-    int flags = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (writable_ ? O_RDWR | O_CREAT : O_RDONLY);
-    UniqueFd fd(::openat(dir_fd, name.c_str(), flags, 0644));
+Result<UniqueFd> LockDir::open_checked(int dir_fd, const std::string& name, const fs::path& shown, mode_t mode,
+                                       bool write) const {
+    int flags = O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (write ? O_RDWR | O_CREAT : O_RDONLY);
+    UniqueFd fd(::openat(dir_fd, name.c_str(), flags, mode));
     if (!fd) {
         if (errno == ELOOP) return refusal(shown, "a symlinked lock file");
-        if (errno == ENOENT && !writable_) return LockFile(UniqueFd(), shown);
+        if (errno == ENOENT && !write) return UniqueFd();
         return system_problem(shown, "cannot open the lock file", errno);
     }
     struct stat st{};
@@ -184,19 +194,47 @@ Result<LockFile> LockDir::open_file(int dir_fd, const std::string& name, const f
     if (st.st_uid != 0 && st.st_uid != owner_) return refusal(shown, fmt::format("a lock file owned by uid {}", st.st_uid));
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return refusal(shown, fmt::format("a lock file writable by group or others (mode {:04o})", st.st_mode & 07777));
-    // O_CREAT's mode passes through the umask; readers (vcheck) need 0644.
-    if (writable_ && (st.st_mode & 0777) != 0644 && st.st_uid == ::geteuid()) ::fchmod(fd.get(), 0644);
-    return LockFile(std::move(fd), shown);
+    // O_CREAT's mode passes through the umask; readers (vcheck) need a
+    // record's 0644, and a guard must stay 0600.
+    if (write && (st.st_mode & 0777) != mode) {
+        if (st.st_uid == ::geteuid()) ::fchmod(fd.get(), mode);
+        else if ((st.st_mode & ~mode & 0777) != 0)
+            return refusal(shown, fmt::format("a lock file with mode {:04o}, expected {:04o}", st.st_mode & 07777, mode));
+    }
+    return fd;
+}
+
+Result<LockFile> LockDir::open_file(int dir_fd, const std::string& name, const std::string& guard_name,
+                                    const fs::path& shown) const {
+    if (dir_fd < 0) return LockFile(UniqueFd(), UniqueFd(), shown);
+    bool write = writable_ && !guard_name.empty();
+    auto record = open_checked(dir_fd, name, shown, 0644, write);
+    if (!record) return record.problem();
+    if (!write) return LockFile(std::move(*record), UniqueFd(), shown);
+    auto guard = open_checked(guards_.get(), guard_name, path_ / "guard" / guard_name, 0600, true);
+    if (!guard) return guard.problem();
+    return LockFile(std::move(*record), std::move(*guard), shown);
 }
 
 Result<LockFile> LockDir::volume_file(std::string_view volume_id) const {
     std::string name = fmt::format("{}.lock", volume_id);
     if (volume_id.empty() || volume_id.find('/') != std::string_view::npos || volume_id[0] == '.')
         return Problem{ExitCode::internal, fmt::format("invalid volume id \"{}\"", volume_id)};
-    return open_file(volumes_.get(), name, path_ / "volumes" / name);
+    return open_file(volumes_.get(), name, fmt::format("volume-{}", volume_id), path_ / "volumes" / name);
 }
 
-Result<LockFile> LockDir::reboot_file() const { return open_file(dir_.get(), "reboot.lock", path_ / "reboot.lock"); }
+Result<LockRecord> LockDir::peek_volume(std::string_view volume_id) const {
+    std::string name = fmt::format("{}.lock", volume_id);
+    if (volume_id.empty() || volume_id.find('/') != std::string_view::npos || volume_id[0] == '.')
+        return Problem{ExitCode::internal, fmt::format("invalid volume id \"{}\"", volume_id)};
+    auto file = open_file(volumes_.get(), name, "", path_ / "volumes" / name);
+    if (!file) return file.problem();
+    return file->read();
+}
+
+Result<LockFile> LockDir::reboot_file() const {
+    return open_file(dir_.get(), "reboot.lock", "reboot", path_ / "reboot.lock");
+}
 
 Result<std::vector<std::string>> LockDir::volume_ids() const {
     std::vector<std::string> ids;
@@ -220,8 +258,11 @@ Result<std::vector<std::string>> LockDir::volume_ids() const {
 
 // ---- LockFile and RecordLock
 
-RecordLock::RecordLock(const LockFile& file, bool exclusive) : fd_(file.fd()) {
-    if (fd_ < 0) return;
+RecordLock::RecordLock(const LockFile& file, bool exclusive) : fd_(file.guard()) {
+    if (fd_ < 0) {
+        if (file.fd() < 0) return;  // a record that does not exist, read-only: nothing to guard
+        throw Failure(ExitCode::internal, fmt::format("{}: not open for writing", file.path().string()));
+    }
     while (::flock(fd_, exclusive ? LOCK_EX : LOCK_SH) != 0) {
         if (errno != EINTR)
             throw Failure(ExitCode::internal, fmt::format("{}: flock: {}", file.path().string(), std::strerror(errno)));
@@ -234,6 +275,7 @@ RecordLock::~RecordLock() {
 
 Result<LockRecord> LockFile::read() const {
     if (!fd_) return LockRecord{};
+    if (!guard_) return read_lock_record(fd_.get(), path_);
     RecordLock shared(*this, false);
     return read_held();
 }
@@ -679,9 +721,7 @@ Result<std::vector<VolumeLockEntry>> list_volume_locks(const LockDir& dir) {
     auto ids = dir.volume_ids();
     if (!ids) return ids.problem();
     for (const auto& id : *ids) {
-        auto file = dir.volume_file(id);
-        if (!file) return file.problem();
-        auto record = file->read();
+        auto record = dir.peek_volume(id);
         if (!record) return record.problem();
         entries.push_back(VolumeLockEntry{id, std::move(*record)});
     }

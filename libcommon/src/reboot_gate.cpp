@@ -68,7 +68,7 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
     Evaluation evaluation;
     for (const Volume& volume : discover_volumes(host, ProcMountTable())) {
         if (!volume.mounted) continue;
-        VolumeReport report = inspect_volume(volume, host, {});
+        VolumeReport report = inspect_volume(volume, host, InspectOptions{.locks = &dir});
         auto launched = launches.find(volume.id.value);
         bool over = report.gave_up || (launched != launches.end() && launched->second >= host.max_attempts);
         if (report.state == VolumeState::absent) continue;
@@ -84,9 +84,7 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
             blocker.reason = fmt::format("{} running, pid {}, {:.0f} s", report.lock->purpose.empty() ? report.lock->command : report.lock->purpose,
                                          report.lock->pid, age);
             // The owner's pidfd wakes the gate if it dies without unlocking.
-            if (auto record = dir.volume_file(volume.id.value)) {
-                if (auto read = record->read(); read) blocker.owner = read->live_owner();
-            }
+            if (auto record = dir.peek_volume(volume.id.value)) blocker.owner = record->live_owner();
             evaluation.blockers.push_back(std::move(blocker));
             continue;
         }
@@ -126,10 +124,11 @@ Result<GrantAnswer> try_grant(const LockDir& dir, const ProcessIdentity& owner, 
     auto ids = dir.volume_ids();
     if (!ids) return ids.problem();
     for (const auto& id : *ids) {
-        auto file = dir.volume_file(id);
+        auto file = dir.volume_file(id);  // read under its guard: exact, never a torn read
         if (!file) return file.problem();
         auto volume_record = file->read();
-        if (volume_record && volume_record->held()) answer.held.emplace_back(id, *volume_record);
+        if (!volume_record) return volume_record.problem();
+        if (volume_record->held()) answer.held.emplace_back(id, *volume_record);
     }
     // Any live volume lock blocks, watched volume or not (a script may lock
     // a volume vwatch does not follow).

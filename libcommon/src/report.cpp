@@ -35,11 +35,20 @@ VolumeReport inspect_volume(const Volume& volume, const HostConfig& host, const 
     VolumeReport report;
     report.volume = volume;
 
-    auto record = read_lock_record(volume_lock_path(host.lock_dir, volume.id.value));
+    // Through LockDir, so a lock directory the lockers would refuse
+    // (symlinked, writable by others) is not believed here either.
+    std::optional<LockDir> opened;
+    const LockDir* locks = options.locks;
+    if (locks == nullptr) {
+        auto dir = LockDir::open(host.lock_dir, LockDirAccess::read);
+        if (dir) locks = &opened.emplace(std::move(*dir));
+        else report.lock_problem = dir.problem().message;
+    }
+    auto record = locks != nullptr ? locks->peek_volume(volume.id.value) : Result<LockRecord>(LockRecord{});
     if (!record) {
         report.lock_problem = record.problem().message;
-    } else if (record->has_value()) {
-        const LockRecord& lock = **record;
+    } else {
+        const LockRecord& lock = *record;
         report.failures = lock.failures;
         report.attempts = lock.attempts;
         report.gave_up = over_limits(lock, host.max_failures, host.max_attempts);

@@ -197,6 +197,8 @@ ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostrea
         if (!seen) volumes.push_back(*volume);
     }
     InspectOptions inspect{options.deep, options.threads};
+    auto locks = LockDir::open(host->lock_dir, LockDirAccess::read);
+    if (locks) inspect.locks = &*locks;  // else each report names the refusal
     std::vector<VolumeReport> reports;
     reports.reserve(volumes.size());
     for (const auto& volume : volumes) reports.push_back(inspect_volume(volume, *host, inspect));

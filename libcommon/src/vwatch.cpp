@@ -608,7 +608,7 @@ private:
             rescan(true);
             return;
         }
-        VolumeReport report = inspect_volume(vol->volume, host_, InspectOptions{});
+        VolumeReport report = inspect_volume(vol->volume, host_, InspectOptions{.locks = lock_dir_ ? &*lock_dir_ : nullptr});
         vol = volumes_.find(token);  // inspect does not touch the table, but be strict
         if (vol == nullptr) return;
         vol->failures = report.failures;
@@ -872,9 +872,10 @@ private:
     }
 
     std::optional<LockRecord> read_record(const std::string& id) {
-        auto record = read_lock_record(volume_lock_path(host_.lock_dir, id));
-        if (!record || !record->has_value()) return std::nullopt;
-        return **record;
+        if (!lock_dir_) return std::nullopt;
+        auto record = lock_dir_->peek_volume(id);
+        if (!record) return std::nullopt;
+        return *record;
     }
 
     void on_lock_events() {

@@ -219,6 +219,66 @@ TOML
     [[ "$output" == *'"lock": null'* ]]
 }
 
+@test "a real vlock holder is shown with its waiters and the counters" {
+    local vlock=${VLOCK:-$VOLWATCH_BUILD_DIR/tools/vlock}
+    make_product_fresh
+    run "$vlock" "$VOL" -- sh -c 'exit 3'
+    [ "$status" -eq 3 ]
+    "$vlock" "$VOL" -- sleep 60 &
+    local holder=$! waiter
+    locked() { "$VCHECK" "$VOL" | grep -q "rebuild in progress"; }
+    waiting() { "$VCHECK" "$VOL" | grep -q ", 1 waiting"; }
+    for _ in $(seq 250); do locked && break; sleep 0.02; done
+    "$vlock" "$VOL" --wait=60s -- true &
+    waiter=$!
+    for _ in $(seq 250); do waiting && break; sleep 0.02; done
+    run "$VCHECK" "$VOL"
+    local human=$output human_status=$status
+    run "$VCHECK" --json "$VOL"
+    local json=$output command
+    command=$(pgrep -P "$holder")  # vlock -- CMD names CMD's process as the holder
+    pkill -TERM -P "$holder"
+    wait "$holder" "$waiter" || true
+    [ "$human_status" -eq 0 ]
+    [[ $human == *"$VOL: locked"* ]]
+    [[ $human == *"rebuild in progress: held by pid $command (sleep 60), vlock since "*", 1 waiting"* ]]
+    [[ $human == *"failures 1/3, attempts 0/25"* ]]
+    "$PYTHON" - "$json" "$command" "$waiter" <<'PY'
+import json, sys
+volume = json.loads(sys.argv[1])["volumes"][0]
+assert volume["state"] == "locked", volume
+assert volume["lock"]["pid"] == int(sys.argv[2]), volume["lock"]
+assert volume["lock"]["purpose"] == "vlock", volume["lock"]
+assert volume["waiters"] == [int(sys.argv[3])], volume["waiters"]
+assert (volume["failures"], volume["attempts"]) == (1, 0), volume
+PY
+}
+
+@test "a lock directory the lockers would refuse is not believed" {
+    make_product_fresh
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    sleep 300 &
+    holder=$!
+    start=$(awk '{ sub(/^.*\) /, ""); split($0, f, " "); print f[20] }' "/proc/$holder/stat")
+    mkdir -p "$SANDBOX/fake/volumes"
+    printf 'volwatch-lock=1\nowner=%s:%s:%s\ncommand=fake\nsince=1\n' "$holder" "$start" \
+        "$(cat /proc/sys/kernel/random/boot_id)" > "$SANDBOX/fake/volumes/$id.lock"
+    # Writable by others: anyone could have written that record.
+    chmod 777 "$SANDBOX/fake"
+    run "$VCHECK" --lock-dir "$SANDBOX/fake" "$VOL"
+    local open_status=$status open_output=$output
+    chmod 755 "$SANDBOX/fake"
+    ln -s "$SANDBOX/fake" "$SANDBOX/link"
+    run "$VCHECK" --lock-dir "$SANDBOX/link" "$VOL"
+    kill "$holder"
+    [ "$open_status" -eq 0 ]
+    [[ $open_output == *"$VOL: clean"* ]]
+    [[ $open_output == *"lock record: $SANDBOX/fake: refusing the lock directory: writable by group or others"* ]]
+    [ "$status" -eq 0 ]
+    [[ $output == *"$VOL: clean"* ]]
+    [[ $output == *"lock record: $SANDBOX/link: refusing a symlinked lock directory"* ]]
+}
+
 @test "a recycled pid or an earlier boot never counts as a holder" {
     make_product_fresh
     id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')

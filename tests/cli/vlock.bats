@@ -165,16 +165,70 @@ teardown() { lock_teardown; }
     [ "$status" -eq 75 ]
 }
 
-@test "lock files are never unlinked: the inode survives lock and unlock" {
+@test "lock files are never unlinked: a descriptor opened before stays on the record in use" {
     "$VLOCK" "$V" -- true
-    local file inode
+    local file
     file=$(volume_lock_file)
-    inode=$(stat -c %i "$file")
+    # Hold the inode open (inode numbers alone are reused at once on ext4),
+    # then lock, queue a waiter, unlock and lock again.
+    local held
+    exec {held}<"$file"
+    spawn "$VLOCK" "$V" -- sleep 60
+    local holder=$SPAWNED
+    wait_until 5 locked
+    spawn "$VLOCK" "$V" --wait=30s -- true
+    local waiter=$SPAWNED
+    wait_until 5 has_waiters 1
+    pkill -TERM -P "$holder"
+    wait "$waiter"
     sh -c '"$VLOCK" "$1" && "$VUNLOCK" "$1"' _ "$V"
-    "$VLOCK" "$V" -- true
-    [ "$(stat -c %i "$file")" = "$inode" ]
+    [ "$(stat -L -c %d:%i "/proc/$$/fd/$held")" = "$(stat -c %d:%i "$file")" ]
+    [ "$(stat -L -c %h "/proc/$$/fd/$held")" = 1 ]
+    grep -q '^last_status=0$' "/proc/$$/fd/$held"
+    exec {held}<&-
     [ "$(stat -c %a "$file")" = 644 ]
     [ "$(stat -c %a "$LOCKS")" = 755 ]
+}
+
+@test "writers lock a private guard: guard/ is 0700 and its files 0600" {
+    "$VLOCK" "$V" -- true
+    [ "$(stat -c %a "$LOCKS/guard")" = 700 ]
+    local id
+    id=$(basename "$(volume_lock_file)" .lock)
+    [ "$(stat -c %a "$LOCKS/guard/volume-$id")" = 600 ]
+    [ "$(stat -c %a "$LOCKS/guard/reboot")" = 600 ]
+    # A guard directory someone opened up is closed again; a writable one is refused.
+    chmod 755 "$LOCKS/guard"
+    "$VLOCK" "$V" -- true
+    [ "$(stat -c %a "$LOCKS/guard")" = 700 ]
+    chmod 770 "$LOCKS/guard"
+    run --separate-stderr "$VLOCK" "$V" -- true
+    [ "$status" -eq 77 ]
+    [[ $stderr == *"$LOCKS/guard: refusing the lock directory: writable by group or others"* ]]
+}
+
+@test "a flock that anyone holds on a record or on reboot.lock stalls no locker and no bound" {
+    command -v flock >/dev/null || skip "flock (util-linux) is not installed"
+    "$VLOCK" "$V" -- true
+    local file
+    file=$(volume_lock_file)
+    # The records are world-readable, and flock(2) needs only a read-only
+    # descriptor: any user could hold these. Writers must not care.
+    spawn flock -x "$file" sleep 60
+    spawn flock -x "$LOCKS/reboot.lock" sleep 60
+    sleep 0.2
+    local start=$SECONDS
+    run "$VLOCK" "$V" -- true
+    [ "$status" -eq 0 ]
+    run "$VLOCK" "$V" --wait=1s -- true
+    [ "$status" -eq 0 ]
+    spawn "$VLOCK" "$V" -- sleep 60
+    wait_until 5 locked
+    run --separate-stderr "$VLOCK" "$V" --wait=1s -- true
+    [ "$status" -eq 75 ]
+    run "$VLOCK" --list "$V"
+    [[ $output == *"locked by "* ]]
+    ((SECONDS - start < 20))
 }
 
 @test "FIFO: waiters get the lock in the order they arrived" {

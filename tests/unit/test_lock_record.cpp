@@ -1,6 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <fcntl.h>
+#include <thread>
+#include <unistd.h>
+
+#include "test_support.hpp"
 #include "volwatch/lock_record.hpp"
+#include "volwatch/lockdir.hpp"
 
 using namespace volwatch;
 
@@ -86,4 +93,47 @@ TEST(LockRecord, OverLimits) {
     record.failures = 0;
     record.attempts = 25;
     EXPECT_TRUE(over_limits(record, 5, 25));
+}
+
+TEST(LockRecord, ALockFreeReadNeverTakesARewriteInProgressForTheRecord) {
+    volwatch::testing::TempDir temp;
+    auto dir = LockDir::open(temp.path() / "locks", LockDirAccess::write).or_throw();
+    auto file = dir.volume_file("uuid-1").or_throw();
+    LockRecord shorter;
+    shorter.failures = 1;
+    LockRecord longer = sample();
+    for (int i = 0; i < 40; ++i) longer.waiters.push_back({static_cast<std::uint64_t>(10 + i), {5000 + i, 1, "boot-a"}});
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        for (int i = 0; !stop; ++i) {
+            (void)file.update([&](LockRecord& record) {
+                record = i % 2 == 0 ? longer : shorter;
+                return true;
+            });
+        }
+    });
+    UniqueFd reader(::open((temp.path() / "locks/volumes/uuid-1.lock").c_str(), O_RDONLY | O_CLOEXEC));
+    int torn = 0;
+    for (int i = 0; i < 20000; ++i) {
+        auto record = read_lock_record(reader.get(), "uuid-1.lock").or_throw();
+        bool whole = !record.damaged && ((record.waiters.size() == 42 && record.failures == 2) ||
+                                         (record.waiters.empty() && record.failures == 1) ||
+                                         (record.waiters.empty() && record.failures == 0));
+        if (!whole) ++torn;
+    }
+    stop = true;
+    writer.join();
+    EXPECT_EQ(torn, 0);
+}
+
+TEST(LockRecord, ALockFreeReadTakesAStableHandWrittenRecordAsItIs) {
+    volwatch::testing::TempDir temp;
+    volwatch::testing::write_file(temp.path() / "r", "volwatch-lock=1\nfailures=4\n");
+    UniqueFd fd(::open((temp.path() / "r").c_str(), O_RDONLY | O_CLOEXEC));
+    auto record = read_lock_record(fd.get(), "r").or_throw();
+    EXPECT_FALSE(record.damaged);
+    EXPECT_EQ(record.failures, 4);
+    volwatch::testing::write_file(temp.path() / "d", "volwatch-lock=1\nfailures=4\nend=0000000000000001\n");
+    UniqueFd damaged(::open((temp.path() / "d").c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_TRUE(read_lock_record(damaged.get(), "d").or_throw().damaged);
 }

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <set>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -154,6 +156,64 @@ TEST_F(LockDirTest, CreatesTheDirectoryAndFilesWithTheirModes) {
     ASSERT_TRUE(file) << file.problem().message;
     ASSERT_EQ(::stat((locks / "volumes/uuid-1.lock").c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0644u);
+}
+
+TEST_F(LockDirTest, WritersGuardARecordWithAPrivateFileAndReadersTakeNoLock) {
+    ::umask(0);
+    LockDir dir = open_dir();
+    ::umask(022);
+    auto file = dir.volume_file("uuid-1");
+    ASSERT_TRUE(file) << file.problem().message;
+    struct stat st{};
+    ASSERT_EQ(::stat((locks / "guard").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    ASSERT_EQ(::stat((locks / "guard/volume-uuid-1").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0600u);
+    ASSERT_GE(file->guard(), 0);
+
+    // Anyone may hold a flock on the world-readable record: neither a
+    // rewrite nor a read waits for it.
+    UniqueFd foreign(::open((locks / "volumes/uuid-1.lock").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_EQ(::flock(foreign.get(), LOCK_EX | LOCK_NB), 0);
+    auto written = file->update([](LockRecord& record) {
+        record.failures = 2;
+        return true;
+    });
+    ASSERT_TRUE(written) << written.problem().message;
+    EXPECT_EQ(file->read()->failures, 2);
+    EXPECT_EQ(dir.peek_volume("uuid-1")->failures, 2);
+    // While a writer holds the guard, a second writer's flock would wait.
+    UniqueFd guard(::open((locks / "guard/volume-uuid-1").c_str(), O_RDONLY | O_CLOEXEC));
+    {
+        RecordLock held(*file, true);
+        EXPECT_NE(::flock(guard.get(), LOCK_EX | LOCK_NB), 0);
+        EXPECT_EQ(errno, EWOULDBLOCK);
+    }
+    EXPECT_EQ(::flock(guard.get(), LOCK_EX | LOCK_NB), 0);
+}
+
+TEST_F(LockDirTest, ReadAccessOpensNoGuardAndRefusesToLock) {
+    { LockDir writer = open_dir(); (void)writer.volume_file("uuid-1").or_throw(); }
+    LockDir dir = open_dir(LockDirAccess::read);
+    auto file = dir.volume_file("uuid-1");
+    ASSERT_TRUE(file);
+    EXPECT_LT(file->guard(), 0);
+    EXPECT_THROW(RecordLock(*file, true), Failure);
+}
+
+TEST_F(LockDirTest, AGuardDirectoryOthersCanReadIsClosedOneTheyCanWriteRefused) {
+    (void)open_dir();
+    ::chmod((locks / "guard").c_str(), 0755);
+    (void)open_dir();
+    struct stat st{};
+    ASSERT_EQ(::stat((locks / "guard").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    ::chmod((locks / "guard").c_str(), 0730);
+    auto refused = LockDir::open(locks, LockDirAccess::write);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.problem().code, ExitCode::permission);
+    EXPECT_NE(refused.problem().message.find("guard: refusing the lock directory: writable by group or others"),
+              std::string::npos);
 }
 
 TEST_F(LockDirTest, ReadAccessCreatesNothing) {

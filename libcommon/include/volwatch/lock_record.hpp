@@ -1,7 +1,8 @@
 // The lock record (DESIGN §4): the small text file volumes/<id>.lock (or
 // reboot.lock) in the lock directory. It names the owners, the command, the
 // purpose and the time taken, the FIFO of waiters, and the volume's error
-// accounting. Records are read and rewritten in place under flock(2).
+// accounting. Records are rewritten in place by writers holding flock(2) on
+// a private guard file (lockdir.hpp), and read by anyone without a lock.
 //
 // Format, one "key=value" per line, unknown keys ignored (newer writers):
 //   volwatch-lock=1
@@ -69,14 +70,10 @@ struct LockRecord {
 /// free with zero counters rather than wedging a volume.
 [[nodiscard]] LockRecord parse_lock_record(std::string_view text);
 
-/// Reads the record at `path` under a shared flock (held only for the read),
-/// or nullopt if the file does not exist. Never creates anything.
-[[nodiscard]] Result<std::optional<LockRecord>> read_lock_record(const std::filesystem::path& path);
-
-/// volumes/<id>.lock beneath `lock_dir`.
-[[nodiscard]] std::filesystem::path volume_lock_path(const std::filesystem::path& lock_dir, std::string_view volume_id);
-/// reboot.lock beneath `lock_dir`.
-[[nodiscard]] std::filesystem::path reboot_lock_path(const std::filesystem::path& lock_dir);
+/// Reads the record from `fd` (a record file opened for reading) without
+/// taking any lock, re-reading while a concurrent rewrite shows through;
+/// fails (internal, permission) only on I/O errors.
+[[nodiscard]] Result<LockRecord> read_lock_record(int fd, const std::filesystem::path& shown);
 
 /// True when the error accounting says volwatch has given up on the volume.
 [[nodiscard]] bool over_limits(const LockRecord& record, int max_failures, int max_attempts);

@@ -2,10 +2,13 @@
 // volume locks kept as record files under flock(2), held while an owner
 // process lives, with per-volume error accounting and the reboot lock.
 //
-// Every change is a short read-modify-write under LOCK_EX that never waits
-// for anything but another such section. Waiting for a lock happens outside
-// any flock, on inotify (the record changed) and pidfds (a process the
-// waiter depends on exited).
+// Every change is a short read-modify-write under LOCK_EX on the record's
+// guard file that never waits for anything but another such section. Guards
+// live in guard/ (0700) and are 0600: only writers can open them, so no
+// other user can hold a flock that stalls a writer (flock(2) needs only a
+// read-only descriptor). Records stay 0644 and are read without a lock.
+// Waiting for a lock happens outside any flock, on inotify (the record
+// changed) and pidfds (a process the waiter depends on exited).
 #pragma once
 
 #include <chrono>
@@ -53,6 +56,8 @@ public:
     /// writable by group or others. With write access it creates the
     /// directory and volumes/ (0755) when missing and fails with permission
     /// ("permission denied") unless the caller is root or owns the directory.
+    /// With write access it also creates and checks guard/ (0700), refusing
+    /// one that others can write; one that others can read is made 0700.
     /// With read access a missing directory is not an error: exists() is false.
     [[nodiscard]] static Result<LockDir> open(const std::filesystem::path& path, LockDirAccess access);
 
@@ -61,19 +66,28 @@ public:
     [[nodiscard]] bool writable() const noexcept { return writable_; }
 
     /// The record file of volume `volume_id` ("uuid-...", a file-name-safe
-    /// id), created 0644 when missing with write access. Refuses a symlink,
-    /// a hard link, a non-regular file and a file writable by group or others.
+    /// id), created 0644 when missing with write access, with its guard
+    /// (0600). Refuses a symlink, a hard link, a non-regular file and a file
+    /// writable by group or others, for the record and the guard alike.
     [[nodiscard]] Result<LockFile> volume_file(std::string_view volume_id) const;
+    /// The record of volume `volume_id` as it is now, read-only whatever the
+    /// access (nothing is created; a missing record reads as free).
+    [[nodiscard]] Result<LockRecord> peek_volume(std::string_view volume_id) const;
     /// The reboot lock's record file, created like volume_file's.
     [[nodiscard]] Result<LockFile> reboot_file() const;
     /// The ids of every volume record present, sorted.
     [[nodiscard]] Result<std::vector<std::string>> volume_ids() const;
 
 private:
-    [[nodiscard]] Result<LockFile> open_file(int dir_fd, const std::string& name, const std::filesystem::path& shown) const;
+    // An empty guard_name opens the record read-only, without its guard.
+    [[nodiscard]] Result<LockFile> open_file(int dir_fd, const std::string& name, const std::string& guard_name,
+                                             const std::filesystem::path& shown) const;
+    [[nodiscard]] Result<UniqueFd> open_checked(int dir_fd, const std::string& name, const std::filesystem::path& shown,
+                                                mode_t mode, bool write) const;
     std::filesystem::path path_;
     UniqueFd dir_;
     UniqueFd volumes_;
+    UniqueFd guards_;
     bool writable_ = false;
     uid_t owner_ = 0;
 };
@@ -82,12 +96,16 @@ private:
 class LockFile {
 public:
     LockFile() = default;
-    LockFile(UniqueFd fd, std::filesystem::path path) : fd_(std::move(fd)), path_(std::move(path)) {}
+    LockFile(UniqueFd fd, UniqueFd guard, std::filesystem::path path)
+        : fd_(std::move(fd)), guard_(std::move(guard)), path_(std::move(path)) {}
 
     [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+    /// The guard file that RecordLock flocks; -1 when opened for reading.
+    [[nodiscard]] int guard() const noexcept { return guard_.get(); }
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
 
-    /// The record, read under LOCK_SH held only for the read.
+    /// The record: under the guard's LOCK_SH when open for writing, else
+    /// without a lock (see read_lock_record).
     [[nodiscard]] Result<LockRecord> read() const;
     /// The record, read while the caller holds a RecordLock on this file.
     [[nodiscard]] Result<LockRecord> read_held() const;
@@ -100,12 +118,14 @@ public:
 
 private:
     UniqueFd fd_;
+    UniqueFd guard_;
     std::filesystem::path path_;
 };
 
-/// flock(2) on a record file for one short critical section; released on
-/// destruction. Take the reboot lock's before any volume's (the one order
-/// vlock and vrebootgate share, so neither can deadlock the other).
+/// flock(2) on a record's guard file for one short critical section;
+/// released on destruction. Take the reboot lock's before any volume's (the
+/// one order vlock and vrebootgate share, so neither can deadlock the
+/// other). Throws Failure (internal) on a record opened only for reading.
 class RecordLock {
 public:
     RecordLock(const LockFile& file, bool exclusive);

@@ -10,6 +10,7 @@
 #include "volwatch/config.hpp"
 #include "volwatch/helpers.hpp"
 #include "volwatch/lock_record.hpp"
+#include "volwatch/lockdir.hpp"
 #include "volwatch/staleness.hpp"
 #include "volwatch/volume.hpp"
 
@@ -47,6 +48,7 @@ struct VolumeReport {
 struct InspectOptions {
     bool deep = false;       // deep checks for every cache, and hash helper copies
     unsigned threads = 0;    // 0: pick from the machine
+    const LockDir* locks = nullptr;  // where to read lock records; null: open host.lock_dir for reading
 };
 
 /// Inspects `volume` under `host`: loads its config, checks caches in config
