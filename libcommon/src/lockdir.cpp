@@ -533,6 +533,13 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
         return Problem{ExitCode::busy, message};
     };
 
+    auto owners_gone = [&] {
+        return !request.owners.empty() && std::none_of(request.owners.begin(), request.owners.end(), is_alive);
+    };
+    auto owners_gone_message = [&] {
+        return fmt::format("the owner ({}) exited while waiting; left the queue",
+                           describe_process(request.owners.front().pid, ""));
+    };
     std::map<std::pair<pid_t, std::uint64_t>, UniqueFd> handles;
     std::vector<pollfd> fds;
     bool rewatch = true;
@@ -550,7 +557,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
                              std::move(inotify)};
             case Outcome::busy: return Problem{ExitCode::busy, attempt->message};
             case Outcome::reboot: return Problem{ExitCode::reboot_in_progress, attempt->message};
-            case Outcome::owners_gone: return Problem{ExitCode::internal, attempt->message};
+            case Outcome::owners_gone: return Problem{ExitCode::busy, attempt->message};
             case Outcome::queued: break;
             }
             view = std::move(attempt->record);
@@ -572,13 +579,22 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
             if (request.interrupt_fd >= 0) fds.push_back({request.interrupt_fd, POLLIN, 0});
             std::map<std::pair<pid_t, std::uint64_t>, UniqueFd> keep;
             bool vanished = false;
-            for (const auto& who : watched_processes(view, me)) {
+            // Also the owners-to-be: a script that dies while its vlock waits
+            // must not keep a place in the queue until its turn comes.
+            if (owners_gone()) return give_up(owners_gone_message());
+            auto watched = watched_processes(view, me);
+            const std::size_t queue_side = watched.size();
+            for (const auto& owner : request.owners)
+                if (!same_process(owner, me)) watched.push_back(owner);
+            for (std::size_t i = 0; i < watched.size(); ++i) {
+                const auto& who = watched[i];
                 auto key = std::make_pair(who.pid, who.start_time);
+                if (keep.contains(key)) continue;
                 auto found = handles.find(key);
                 UniqueFd handle = found != handles.end() ? std::move(found->second) : open_process_handle(who);
                 if (!handle) {
                     if (errno == ENOSYS) pidfd_missing = true;
-                    else vanished = true;
+                    else if (i < queue_side) vanished = true;  // an owner-to-be that died was checked above
                     continue;
                 }
                 fds.push_back({handle.get(), POLLIN, 0});
@@ -605,6 +621,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
         drain(inotify.get());
         bool process_exited = std::any_of(fds.begin() + static_cast<std::ptrdiff_t>(first_process), fds.end(),
                                           [](const pollfd& fd) { return fd.revents != 0; });
+        if (process_exited && owners_gone()) return give_up(owners_gone_message());
         // A cheap shared read first: most wake-ups are other waiters joining
         // or leaving behind us, which change nothing for us; then neither
         // liveness nor the watched processes need a new look.
@@ -669,7 +686,7 @@ Result<LockRecord> release_volume_lock(const LockDir& dir, std::string_view volu
         if (!mine && !request.force) {
             auto holder = record.live_owner().value_or(record.owners.front());
             refused = Problem{ExitCode::not_owner,
-                              fmt::format("locked by {} since {}, not by this process or its parent (root may use --force)",
+                              fmt::format("locked by {} since {}, not by this process or an ancestor of it (root may use --force)",
                                           describe_process(holder.pid, record.command), format_clock(record.since))};
             return changed;
         }

@@ -425,8 +425,16 @@ ExitCode run_vunlock(const VunlockOptions& options, std::ostream& err) {
     auto target = resolve_target(options.volume, options.host).or_throw();
     auto dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
     ReleaseRequest request;
+    // The caller and its ancestors, so the script that locked may release
+    // through a wrapper (sudo, timeout) or from a subshell. Not pid 1 unless
+    // it is the parent: everything descends from it.
     request.requesters.push_back(self_identity());
-    if (auto parent = identify_process(::getppid())) request.requesters.push_back(*parent);
+    pid_t pid = ::getppid();
+    for (int depth = 0; pid > 0 && depth < 64; ++depth, pid = parent_of(pid)) {
+        if (pid == 1 && depth > 0) break;
+        if (auto ancestor = identify_process(pid)) request.requesters.push_back(*ancestor);
+        if (pid == 1) break;
+    }
     request.status = options.status;
     request.force = options.force;
     request.limits = lock_limits(target.host);

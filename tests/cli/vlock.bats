@@ -389,4 +389,27 @@ teardown() { lock_teardown; }
     [ "$status" -eq 64 ]
     run --separate-stderr "$VLOCK" "$T/not-a-volume-$$"
     [ "$status" -eq 66 ]
+    # 0 would make "busy" look like success.
+    run --separate-stderr "$VLOCK" "$V" -E 0 -- true
+    [ "$status" -eq 64 ]
+    [[ $stderr == *"--conflict-exit-code"* ]]
+}
+
+@test "an owner that dies while its vlock waits takes it out of the queue at once" {
+    spawn "$VLOCK" "$V" -- sleep 60
+    wait_until 5 locked
+    spawn sleep 60
+    local owner=$SPAWNED
+    "$VLOCK" "$V" --wait=60s --owner "$owner" 2>"$T/waiter.err" &
+    local waiter=$!
+    echo "$waiter" >>"$T/pids"
+    wait_until 5 has_waiters 1
+    kill "$owner"
+    local status=0
+    wait "$waiter" || status=$?
+    [ "$status" -eq 75 ]
+    grep -q "the owner (pid $owner) exited while waiting; left the queue" "$T/waiter.err"
+    [ "$(live_waiters)" -eq 0 ]
+    run "$VLOCK" --list --json "$V"
+    [[ $output == *'"waiters": []'* ]]
 }

@@ -19,7 +19,7 @@ teardown() { lock_teardown; }
     wait_until 5 locked
     run --separate-stderr "$VUNLOCK" "$V"
     [ "$status" -eq 4 ]
-    [[ $stderr == "vunlock: $V: locked by pid $holder ("*") since "*", not by this process or its parent"* ]]
+    [[ $stderr == "vunlock: $V: locked by pid $holder ("*") since "*", not by this process or an ancestor of it"* ]]
     run --separate-stderr "$VUNLOCK" "$V" --force --status 75
     [ "$status" -eq 0 ]
     unlocked
@@ -78,4 +78,23 @@ teardown() { lock_teardown; }
     run --separate-stderr "$VUNLOCK"
     [ "$status" -eq 64 ]
     [[ $stderr == *"Try 'vunlock --help'."* ]]
+}
+
+@test "the script may release through a forking wrapper or from a subshell; a stranger may not" {
+    command -v timeout >/dev/null || skip "timeout (coreutils) is not installed"
+    # As with sudo: vlock names the script with --owner $$, the release runs
+    # under a wrapper whose parent is the script.
+    run --separate-stderr sh -c '"$VLOCK" "$1" --owner $$ || exit 9; timeout 10 "$VUNLOCK" "$1" --status 0' _ "$V"
+    [ "$status" -eq 0 ]
+    unlocked
+    run --separate-stderr sh -c '"$VLOCK" "$1" || exit 9; ( "$VUNLOCK" "$1" ) && echo released' _ "$V"
+    [ "$status" -eq 0 ]
+    [ "$output" = released ]
+    unlocked
+    # A process in another tree is still refused.
+    spawn sh -c '"$VLOCK" "$1" || exit 9; exec sleep 60' _ "$V"
+    wait_until 5 locked
+    run --separate-stderr sh -c '( "$VUNLOCK" "$1" )' _ "$V"
+    [ "$status" -eq 4 ]
+    locked
 }

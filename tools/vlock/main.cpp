@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
     app->add_option("-E,--conflict-exit-code", options.conflict_exit_code,
                     "Exit with N instead of 75 when busy or the wait times out")
         ->type_name("N")
-        ->check(CLI::Validator(CLI::Range(0, 255)).description(""));
+        ->check(CLI::Validator(CLI::Range(1, 255)).description(""));
     app->add_flag("-l,--list", options.list, "List every lock: owners and liveness, waiters in order, counters");
     app->add_flag("--json", options.json, "Print the outcome (or the --list) as JSON on stdout");
     cli::add_host_options(*app, options.host);

@@ -195,7 +195,7 @@ void retire_watch(UniqueFd watch);
                                                 const AcquireRequest& request, const LockLog& log = {});
 
 struct ReleaseRequest {
-    std::vector<ProcessIdentity> requesters;  // an owner among them may release (caller, its parent)
+    std::vector<ProcessIdentity> requesters;  // an owner among them may release (the caller, its ancestors)
     int status = 0;                           // the update's exit status
     bool force = false;                       // release whoever owns it
     LockLimits limits;

@@ -40,7 +40,7 @@ struct VunlockOptions {
     HostOverrides host;
 };
 
-/// Runs vunlock: releases the volume lock if the caller or its parent owns
+/// Runs vunlock: releases the volume lock if the caller or an ancestor (not pid 1) owns
 /// it (any owner with force). 0, not_locked, not_owner or a setup failure.
 [[nodiscard]] ExitCode run_vunlock(const VunlockOptions& options, std::ostream& err);
 
