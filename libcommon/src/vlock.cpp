@@ -162,7 +162,7 @@ json record_json(const std::string& id, const LockRecord& record, const LockLimi
     int position = 0;
     for (const auto& waiter : record.waiters) {
         json entry = identity_json(waiter.who);
-        entry["position"] = ++position;
+        entry["position"] = entry["alive"].get<bool>() ? json(++position) : json(nullptr);
         entry["ticket"] = waiter.ticket;
         waiters.push_back(entry);
     }
@@ -199,9 +199,11 @@ void render_record(const std::string& id, const LockRecord& record, const LockLi
         out << "  free\n";
     for (const auto& owner : record.owners)
         out << fmt::format("  owner pid {} {}\n", owner.pid, is_alive(owner) ? "alive" : "dead");
-    int position = 0;
-    for (const auto& waiter : record.waiters)
-        out << fmt::format("  waiter {} pid {} {}\n", ++position, waiter.who.pid, is_alive(waiter.who) ? "alive" : "dead");
+    int position = 0;  // live waiters only: a dead one ahead moves nobody back
+    for (const auto& waiter : record.waiters) {
+        if (is_alive(waiter.who)) out << fmt::format("  waiter {} pid {} alive\n", ++position, waiter.who.pid);
+        else out << fmt::format("  waiter - pid {} dead\n", waiter.who.pid);
+    }
     out << fmt::format("  failures {} of {}, attempts {} of {}, last status {}, last success {}{}\n", record.failures,
                        limits.max_failures, record.attempts, limits.max_attempts, record.last_status,
                        record.last_success > 0 ? format_clock(record.last_success) : "never",
