@@ -44,6 +44,7 @@ case "$runs$rounds$handoffs$clients$ops" in *[!0-9]*) echo "lock.sh: options tak
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
+"$repo/scripts/deps.sh" bench   # the build and the peer tools (hyperfine, inotifywait, time)
 command -v flock >/dev/null || { echo "lock.sh: flock(1) (util-linux) is needed" >&2; exit 69; }
 
 if [ -n "${VLOCK:-}" ] && [ -n "${VUNLOCK:-}" ] && [ -n "${LOCK_HANDOFF:-}" ]; then

@@ -36,6 +36,7 @@ case "$files$rounds" in *[!0-9]*) echo "vcheck.sh: --files and --rounds take num
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
+"$repo/scripts/deps.sh" bench   # the build and the peer tools (hyperfine, inotifywait, time)
 python=$(command -v python3) || { echo "vcheck.sh: python3 is needed to generate the tree" >&2; exit 69; }
 
 release_build() {  # $1: a build directory; true if it was configured for an optimised build

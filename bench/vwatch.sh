@@ -43,6 +43,7 @@ case "$dirs$rounds$storm$samples$idle" in *[!0-9]*) echo "vwatch.sh: options tak
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
+"$repo/scripts/deps.sh" bench   # the build and the peer tools (hyperfine, inotifywait, time)
 command -v python3 >/dev/null || { echo "vwatch.sh: python3 is needed" >&2; exit 69; }
 
 release_build() { grep -Eq '^CMAKE_BUILD_TYPE:[A-Z]+=(Release|RelWithDebInfo)$' "$1/CMakeCache.txt" 2>/dev/null; }

@@ -2,7 +2,7 @@
 # Installs the Debian packages volwatch needs to build and test. As root it
 # runs apt-get (one update, then one install); otherwise it prints the one
 # line to run and fails if anything required is missing.
-# Usage: scripts/deps.sh [build|test]
+# Usage: scripts/deps.sh [build|test|bench]
 set -euo pipefail
 
 # Not libboost-dev: Boost.Interprocess has no job here (docs/locking.md says why).
@@ -10,9 +10,17 @@ build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplu
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
                clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info systemd)
 
+# The benchmarks' peers (bench/*.sh): util-linux flock, find, inotifywait, hyperfine.
+bench_packages=(python3 util-linux findutils inotify-tools hyperfine time e2fsprogs)
+
 kind=${1:-build}
 want=("${build_packages[@]}")
-if [[ $kind == test ]]; then want+=("${test_packages[@]}"); fi
+case "$kind" in
+test) want+=("${test_packages[@]}") ;;
+bench) want+=("${bench_packages[@]}") ;;
+build) ;;
+*) echo "deps: unknown kind $kind (build, test or bench)" >&2; exit 64 ;;
+esac
 
 missing=()
 for package in "${want[@]}"; do
