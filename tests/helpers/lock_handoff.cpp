@@ -6,6 +6,9 @@
 // Prints one line per round: the handoff in microseconds.
 //   lock_handoff stamp
 // Prints CLOCK_MONOTONIC in nanoseconds (for whole-process measurements).
+//   lock_handoff observe FILE
+// Prints "ready" once an inotify watch is on FILE, then CLOCK_MONOTONIC
+// when FILE is next modified (a lock record's rewrite), and exits.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +16,7 @@
 #include <fcntl.h>
 #include <string>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,6 +125,17 @@ int run_flock(const char* file, int rounds) {
     return 0;
 }
 
+int run_observe(const char* file) {
+    int inotify = ::inotify_init1(IN_CLOEXEC);
+    if (inotify < 0 || ::inotify_add_watch(inotify, file, IN_MODIFY) < 0) return 70;
+    std::printf("ready\n");
+    std::fflush(stdout);
+    alignas(inotify_event) char buffer[4096];
+    if (::read(inotify, buffer, sizeof buffer) <= 0) return 70;
+    std::printf("%lld\n", now_ns());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -128,6 +143,7 @@ int main(int argc, char** argv) {
         std::printf("%lld\n", now_ns());
         return 0;
     }
+    if (argc == 3 && std::string(argv[1]) == "observe") return run_observe(argv[2]);
     if (argc != 4) {
         std::fprintf(stderr, "usage: lock_handoff volwatch LOCK_DIR ROUNDS | flock FILE ROUNDS\n");
         return 64;
