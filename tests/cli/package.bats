@@ -61,7 +61,9 @@ setup_file() {
     echo "control members: $members"
     [ "$members" = "control md5sums " ]
     # No file in /etc: no host config is shipped, only examples.
-    ! dpkg-deb -c "$DEB" | grep -q ' \./etc/'
+    local listing
+    listing=$(dpkg-deb -c "$DEB")
+    run -1 grep ' \./etc/' <<<"$listing"
     dpkg-deb -c "$DEB" | grep -q ' \./usr/share/doc/volwatch/examples/debian/volwatch.toml$'
     dpkg-deb -c "$DEB" | grep -q ' \./usr/lib/systemd/system/vwatch.service$'
     # Binaries stripped, man pages and the changelog compressed.

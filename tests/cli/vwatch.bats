@@ -108,7 +108,7 @@ bogus_key = 1' > "$config"
     wait_for_log "$VOL: does not exist yet; watching for it" 10
     kill -0 "$VWATCH_PID"
     [ "$(rebuild_count)" -eq 1 ]
-    ! grep -q "started .*fake-vrebuild" <(sed -n '/stopped watching/,$p' "$LOG")
+    run -1 grep "started .*fake-vrebuild" <(sed -n '/stopped watching/,$p' "$LOG")
 }
 
 @test "an explicit volume that appears later is picked up" {

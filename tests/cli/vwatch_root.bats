@@ -72,7 +72,7 @@ umount_refused_while_locked() {
     holder=
     wait_for "grep -- '$MNT:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 10
     umount "$MNT"
-    ! mountpoint -q "$MNT"
+    run ! mountpoint -q "$MNT"
     wait_for_log "$MNT: stopped watching \(unmounted or moved\)" 10
     kill -0 "$VWATCH_PID"
 }
