@@ -153,12 +153,20 @@ bogus_key = 1' > "$config"
     bash -c "'$VLOCK' '$VOL' && exec sleep 60" &
     holder=$!
     wait_for_log "$VOL: busy \(locked\); refusing unmount" 10
-    kill -9 "$holder"
     local killed=$(date +%s%N)
-    wait_for_log "exited without unlocking.*event=update-failed" 5
-    local noticed=$(date +%s%N)
-    (( (noticed - killed) / 1000000 < 1500 ))
-    grep -q '^failures=1$' "$SANDBOX"/locks/volumes/*.lock
+    kill -9 "$holder"
+    wait_for_log "exited without unlocking.*event=update-failed" 10
+    local record
+    record=$(grep -l '^failures=1$' "$SANDBOX"/locks/volumes/*.lock)
+    # Timed from just before the kill to the record's mtime (vwatch rewrites
+    # it in place when it records the death; a later write could only make
+    # the figure larger), not to when this script's polling saw the log line:
+    # that poll's own latency on a loaded machine is not vwatch's, and needed
+    # a margin (1.5 s) the issue's "within a second" does not give.
+    local recorded=$(stat -c %.9Y "$record")
+    recorded=${recorded/./}
+    echo "# owner's death recorded $(( (recorded - killed) / 1000000 )) ms after the kill" >&3
+    (( (recorded - killed) / 1000000 < 1000 ))
     holder=
 }
 
