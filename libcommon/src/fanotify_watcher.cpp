@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <optional>
 #include <set>
 #include <sys/epoll.h>
 #include <sys/fanotify.h>
@@ -24,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "volwatch/fd.hpp"
+#include "volwatch/mountinfo.hpp"
 #include "volwatch/staleness.hpp"
 #include "volwatch/watcher.hpp"
 
@@ -89,16 +91,24 @@ public:
         std::memcpy(&fsid, &sfs.f_fsid, sizeof fsid);
         std::string id = fsid_key(fsid);
         bool zero_fsid = fsid.val[0] == 0 && fsid.val[1] == 0;
-        if (ok && !zero_fsid && marks_.count(id) == 0) {
-            if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mark_mask, AT_FDCWD, base.c_str()) != 0) ok = false;
-            else marks_[id] = Mark{base.string(), 0};
-        }
+        // Marked again even when this group has a mark on the fsid: adding is
+        // idempotent, and a file system unmounted and mounted again under the
+        // same fsid lost its mark with its old super block.
+        if (ok && !zero_fsid &&
+            ::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mark_mask, AT_FDCWD, base.c_str()) != 0)
+            ok = false;
         if (!ok || zero_fsid) {
             // This file system cannot be marked (no file handles, a zero fsid): inotify it.
             fallback_keys_.insert(key);
             return fallback_->add(key, plan);
         }
-        ++marks_[id].users;
+        Mark& mark = marks_[id];
+        // Re-pointed when the file system it was on went (or took another path).
+        if (mark.users == 0 || !on_marked_file_system(mark.path, id, mark.dev)) {
+            mark.path = base.string();
+            mark.dev = st.st_dev;
+        }
+        ++mark.users;
         Volume vol;
         vol.fsid = id;
         vol.root = fs::path(plan.root).lexically_normal().string();
@@ -117,14 +127,30 @@ public:
         }
         auto it = volumes_.find(key);
         if (it == volumes_.end()) return;
-        auto mark = marks_.find(it->second.fsid);
-        if (mark != marks_.end() && --mark->second.users == 0) {
-            // Fails harmlessly when the file system is already unmounted: its mark went with it.
-            ::fanotify_mark(fan_.get(), FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, mark_mask, AT_FDCWD, mark->second.path.c_str());
-            marks_.erase(mark);
-            dirs_.clear();
-        }
+        const std::string leaving_path = it->second.mount_path;
+        const std::string id = it->second.fsid;
         volumes_.erase(it);
+        auto mark = marks_.find(id);
+        if (mark == marks_.end()) return;
+        if (--mark->second.users > 0) {
+            // Keep a path of a volume still here: the leaving one's may go with it.
+            if (mark->second.path == leaving_path)
+                for (const auto& [other_key, other] : volumes_)
+                    if (other.fsid == id && on_marked_file_system(other.mount_path, id, mark->second.dev)) {
+                        mark->second.path = other.mount_path;
+                        break;
+                    }
+            return;
+        }
+        // FAN_MARK_REMOVE acts on whatever file system the path resolves to
+        // now. After an unmount or a move the stored path lies on the parent
+        // file system, whose own mark (the root volume's, say) must stay.
+        // The kernel dropped the mark of an unmounted super block itself; a
+        // moved one is found again through the mount table.
+        if (auto path = marked_path(mark->second, id))
+            ::fanotify_mark(fan_.get(), FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM, mark_mask, AT_FDCWD, path->c_str());
+        marks_.erase(mark);
+        dirs_.clear();
     }
 
     void read_events(std::vector<WatchEvent>& out) override {
@@ -170,9 +196,29 @@ private:
         std::vector<Target> targets;
     };
     struct Mark {
-        std::string path;
-        int users = 0;
+        std::string path;  // a directory on the marked file system, when last looked
+        dev_t dev = 0;     // st_dev of the file system the mark was placed on
+        int users = 0;     // volumes of this group on that file system
     };
+
+    // True if `path` now lies on the file system with fsid `id` and device `dev`.
+    static bool on_marked_file_system(const std::string& path, const std::string& id, dev_t dev) {
+        struct statfs sfs {};
+        struct stat st {};
+        if (::statfs(path.c_str(), &sfs) != 0 || ::stat(path.c_str(), &st) != 0) return false;
+        __kernel_fsid_t fsid{};
+        std::memcpy(&fsid, &sfs.f_fsid, sizeof fsid);
+        return fsid_key(fsid) == id && st.st_dev == dev;
+    }
+
+    // A path on the file system `mark` was placed on, or nullopt when that
+    // file system is mounted nowhere in this namespace any more.
+    static std::optional<std::string> marked_path(const Mark& mark, const std::string& id) {
+        if (on_marked_file_system(mark.path, id, mark.dev)) return mark.path;
+        for (const auto& entry : ProcMountTable().read())
+            if (entry.device == mark.dev && on_marked_file_system(entry.mount_point, id, mark.dev)) return entry.mount_point;
+        return std::nullopt;
+    }
 
     // A file handle copied out of an event, aligned for open_by_handle_at.
     struct Handle {

@@ -23,7 +23,8 @@ load common
     grep -qx 'After=local-fs.target sysinit.target vwatch.service' "$unit"
     wait=$(sed -n 's/^ExecStop=.*--wait=\([0-9]*\)m.*/\1/p' "$unit")
     timeout=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)min/\1/p' "$unit")
-    [ -n "$wait" ] && [ -n "$timeout" ]
+    [ -n "$wait" ]
+    [ -n "$timeout" ]
     [ "$timeout" -gt "$wait" ]
 }
 

@@ -6,6 +6,7 @@
 # completions; --help, --version and an unknown option must behave the same on
 # every program; the rendered man pages must lint clean; and the exit-code
 # table in man/include/exit-status.scd must match libcommon's.
+# The tests themselves are linted too: no assertion that set -e ignores.
 # A new program needs nothing here: build it, write its page and completions.
 
 bats_require_minimum_version 1.5.0
@@ -470,4 +471,13 @@ walk(json.load(sys.stdin))' <<<"$output" | sort -u)
         printf '%s\n' "${problems[@]}"
         return 1
     fi
+}
+
+@test "no bats assertion that cannot fail: a mid-test '! cmd' or '[ a ] && [ b ]'" {
+    # bats runs tests under set -e, which ignores both forms: write `run ! cmd`,
+    # `run -N cmd`, `! cmd || false`, or separate [ ] lines.
+    local found
+    found=$(grep -nE '^[[:space:]]*! |^[[:space:]]*\[\[? [^|]*\]\]?[[:space:]]*&&[[:space:]]*\[' "$SRC"/tests/cli/*.bats |
+            grep -vE '\|\|' || true)
+    [[ -z $found ]] || { echo "$found"; false; }
 }

@@ -200,7 +200,7 @@ PY
     [ "$status" -eq 0 ]
     [ -s "$mime/mime.cache" ]
     grep -aq 'application/x-bzip' "$mime/mime.cache"
-    ! grep -aq 'application/x-volwatch-example' "$mime/mime.cache"
+    run -1 grep -aq 'application/x-volwatch-example' "$mime/mime.cache"
     run "$VCHECK" "$ROOT"
     echo "$output"
     [ "$status" -eq 0 ]

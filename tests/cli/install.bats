@@ -101,7 +101,7 @@ built() {
     grep -qx 'ExecStop=/opt/volwatch/sbin/vrebootgate --wait=10m' "$root/lib/systemd/system/volwatch-rebootgate.service"
     grep -q '<string>/opt/volwatch/sbin/vwatch</string>' "$root/share/doc/volwatch/contrib/launchd/org.volwatch.vwatch.plist"
     grep -q "^ *'\?/opt/volwatch/sbin/vrebootgate --wait=10m --owner 1" "$root/share/doc/volwatch/contrib/sysvinit/volwatch-rc.shutdown"
-    ! grep -rqE '/usr(/local)?/s?bin/v(watch|rebootgate|rebuild|check|lock|unlock)\b' "$root/lib/systemd" "$root/share/doc/volwatch/contrib"
+    run -1 grep -rE '/usr(/local)?/s?bin/v(watch|rebootgate|rebuild|check|lock|unlock)\b' "$root/lib/systemd" "$root/share/doc/volwatch/contrib"
     # Nothing lands outside the prefix.
     [ "$(cd "$stage" && ls)" = opt ]
 }
@@ -134,9 +134,11 @@ built() {
     [ -f "$doc/contrib/sysvinit/volwatch-rc.shutdown" ]
     [ -f "$doc/contrib/prometheus/volwatch.rules.yml" ]
     [ -f "$doc/contrib/prometheus/volwatch.rules.test.yml" ]
-    [ -f "$doc/README.md" ] && [ -f "$doc/copyright" ]
+    [ -f "$doc/README.md" ]
+    [ -f "$doc/copyright" ]
     for file in "$SRC"/docs/schema/*.json; do cmp -s "$file" "$doc/schema/$(basename "$file")"; done
-    [ ! -e "$STAGE/etc" ] && [ ! -e "$STAGE/usr/etc" ]
+    [ ! -e "$STAGE/etc" ]
+    [ ! -e "$STAGE/usr/etc" ]
     # Only /usr: no /lib, /var or /run.
     [ "$(cd "$STAGE" && ls)" = usr ]
 }

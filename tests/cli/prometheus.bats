@@ -123,7 +123,7 @@ metric() {
     printf 'lock_dir = "%s"\ndiscover = false\n' "$SANDBOX/locks" >"$HOST"
     "$VCHECK" --all --format=prometheus >"$SANDBOX/volwatch.prom"
     grep -q '^# TYPE volwatch_volume_stale gauge$' "$SANDBOX/volwatch.prom"
-    ! grep -v '^#' "$SANDBOX/volwatch.prom"
+    run -1 grep -v '^#' "$SANDBOX/volwatch.prom"
     promtool check metrics <"$SANDBOX/volwatch.prom"
 }
 

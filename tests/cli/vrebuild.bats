@@ -88,7 +88,7 @@ TOML
     SECRET_FROM_CALLER=leak run "$VREBUILD" "$VOL"
     [ "$status" -eq 0 ]
     env_file="$VOL/out/pack.tgz.env"
-    ! grep -q SECRET_FROM_CALLER "$env_file"
+    ! grep -q SECRET_FROM_CALLER "$env_file" || false
     grep -qx 'LANG=C.UTF-8' "$env_file"
     grep -qx "$VOL" "$env_file"
     grep -q "^pack path-" "$env_file"
@@ -138,7 +138,7 @@ TOML
     [ "$status" -eq 1 ]
     [ "$SECONDS" -lt 30 ]
     [[ "$output" == *"timed out after 500ms"* ]]
-    ! pgrep -f 'sleep 60' -P $$ >/dev/null
+    ! pgrep -f 'sleep 60' -P $$ >/dev/null || false
     run "$VCHECK" "$VOL"
     [[ "$output" == *"failures 1/3"* ]]
 }
@@ -354,7 +354,7 @@ assert doc["exit_code"] == 0
     [ "$code" -eq 75 ]
     grep -q "interrupted" "$SANDBOX/err"
     sleep 0.5
-    ! pgrep -f "sleep 30; touch $VOL" >/dev/null
+    ! pgrep -f "sleep 30; touch $VOL" >/dev/null || false
     [ ! -e "$VOL/out/pack.tgz" ]
     run "$VCHECK" --json "$VOL"
     [[ "$output" == *'"lock": null'* ]]

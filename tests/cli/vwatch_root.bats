@@ -2,8 +2,9 @@
 # vwatch against real mounts: a loop-mounted ext4 image carrying a volume
 # config appears, is watched and rebuilt; umount is refused (EBUSY) while the
 # volume is locked and succeeds after; unmounting stops the watch. Each test
-# runs with both backends. Needs root, mkfs.ext4 and loop devices; skips
-# with the reason otherwise.
+# runs with both backends; the last two, of fanotify's per-file-system marks,
+# with fanotify only. Needs root, mkfs.ext4 and loop devices; skips with the
+# reason otherwise.
 
 bats_require_minimum_version 1.5.0
 
@@ -71,7 +72,7 @@ umount_refused_while_locked() {
     holder=
     wait_for "grep -- '$MNT:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 10
     umount "$MNT"
-    ! mountpoint -q "$MNT"
+    run ! mountpoint -q "$MNT"
     wait_for_log "$MNT: stopped watching \(unmounted or moved\)" 10
     kill -0 "$VWATCH_PID"
 }
@@ -89,6 +90,39 @@ lazy_unmount_cancels_the_pending_check() {
     # been started against the detached volume.
     sleep 1.5
     [ "$(grep -c -- " $MNT\$" "$SANDBOX/rebuilds.log")" -eq "$launched" ]
+    kill -0 "$VWATCH_PID"
+}
+
+# With fanotify both volumes share one group: the image's mark must go
+# without taking the mark of the file system beneath it ($VOL's, the
+# sandbox's directory volume), which its old mount point resolves to now.
+gone_volume_leaves_the_parent_watched() {
+    local how=$1 vol_rebuilds
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\"]|" "$HOST"
+    mount_volume
+    VWATCH_BACKEND=fanotify start_vwatch --settle 200ms --startup-delay 0
+    wait_for_log "$VOL: watching \(path-[^,]*, 1 cache, 1 fanotify watch\)" 10
+    wait_for_log "$MNT: watching \((uuid|dev)-[^,]*, 1 cache, 1 fanotify watch\)" 10
+    wait_for_log "$VOL: clean" 15
+    wait_for_log "$MNT: clean" 15
+    if [[ $how == move ]]; then
+        mkdir -p "$SANDBOX/moved"
+        mount --move "$MNT" "$SANDBOX/moved"
+        wait_for_log "$SANDBOX/moved: watching \((uuid|dev)-" 10
+    else
+        umount "$MNT"
+    fi
+    wait_for_log "$MNT: stopped watching \(unmounted or moved\)" 10
+    vol_rebuilds=$(grep -c -- " $VOL\$" "$SANDBOX/rebuilds.log")
+    echo "module z" > "$VOL/src/modules/kernel/z.ko"
+    wait_for "[[ \$(grep -c -- ' $VOL\$' '$SANDBOX/rebuilds.log') -gt $vol_rebuilds ]]" 15
+    wait_for_log "$VOL: clean" 15 2
+    if [[ $how == move ]]; then
+        echo "module m" > "$SANDBOX/moved/src/modules/m.ko"
+        wait_for "grep -q -- ' $SANDBOX/moved\$' '$SANDBOX/rebuilds.log'" 15
+        wait_for "grep -- '$SANDBOX/moved:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 15
+        umount "$SANDBOX/moved"
+    fi
     kill -0 "$VWATCH_PID"
 }
 
@@ -146,4 +180,12 @@ lazy_unmount_cancels_the_pending_check() {
     # Busy until the rebuild is done and checked: only then may it go.
     wait_for "grep -- '$SANDBOX/moved:' '$LOG' | tail -1 | grep -q 'consistent; unmount allowed'" 10
     umount "$SANDBOX/moved"
+}
+
+@test "fanotify: unmounting a volume's file system keeps the volume on the file system beneath it watched" {
+    gone_volume_leaves_the_parent_watched umount
+}
+
+@test "fanotify: moving a volume's file system keeps the volume on the file system beneath it watched" {
+    gone_volume_leaves_the_parent_watched move
 }

@@ -1,6 +1,7 @@
 #include "volwatch/watcher.hpp"
 
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
@@ -186,6 +187,39 @@ TEST_P(WatcherTest, RemovedKeysGetNoMoreEventsWhileSharedDirectoriesStayWatched)
     drain(*watcher);
     write_file(dir / "src/file", "3");
     EXPECT_FALSE(wait_event(*watcher, 2, WatchEventKind::changed, nullptr, 300));
+}
+
+// A volume whose file system went away (unmounted, moved) leaves a stored
+// path that now resolves to another file system. Removing it must not take
+// that file system's watches with it. Modelled without mounts: the second
+// volume lives on /dev/shm, and its root is then replaced by a symlink into
+// the first volume's file system.
+TEST_P(WatcherTest, RemovingAVolumeWhoseRootNowLiesElsewhereKeepsTheOtherFileSystemWatched) {
+    TempDir dir;
+    write_file(dir / "src/file", "1");
+    std::string pattern = "/dev/shm/volwatch-test-XXXXXX";
+    struct stat here {}, shm {};
+    if (::stat(dir.path().c_str(), &here) != 0 || ::stat("/dev/shm", &shm) != 0 || here.st_dev == shm.st_dev ||
+        ::mkdtemp(pattern.data()) == nullptr)
+        GTEST_SKIP() << "needs /dev/shm on a file system other than the temporary directory's";
+    const fs::path other = pattern;
+    struct RemoveAll {
+        fs::path path;
+        ~RemoveAll() {
+            std::error_code ec;
+            fs::remove_all(path, ec);
+        }
+    } cleanup{other};
+    write_file(other / "vol/src/file", "1");
+    MAKE_WATCHER(watcher);
+    ASSERT_TRUE(watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}})).ok());
+    ASSERT_TRUE(watcher->add(2, plan_for(other / "vol", {{"src", WatchRole::source, unlimited_depth}})).ok());
+    fs::remove_all(other / "vol");
+    fs::create_directory_symlink(dir.path(), other / "vol");
+    watcher->remove(2);
+    drain(*watcher);
+    write_file(dir / "src/file", "2");
+    EXPECT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
 }
 
 TEST_P(WatcherTest, VolwatchsOwnStateDirectoryIsNeverWatched) {
