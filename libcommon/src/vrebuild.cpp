@@ -231,9 +231,9 @@ private:
                 HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
-                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.string(), result.message);
+                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.path.string(), result.message);
                 } else if (result.outcome == HelperOutcome::updated) {
-                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.string(), result.message);
+                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.path.string(), result.message);
                 }
                 outcome.helpers.push_back(std::move(result));
             }

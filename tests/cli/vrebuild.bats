@@ -216,6 +216,44 @@ TOML
     [[ "$output" == *"failures 1/3"* ]]
 }
 
+@test "require_mount: a helper target that is not a mount point is an error for that helper only" {
+    add_helpers
+    sed -i "s|^targets = \[\"$SANDBOX/esp1\", \"$SANDBOX/esp2\"\]|&\nrequire_mount = true|" "$HOST"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp3"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    mkdir "$SANDBOX/esp3"
+    grep -q "require_mount = true" "$HOST"
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [[ "$output" == *"helper $SANDBOX/esp1  error"*"not mounted? $SANDBOX/esp1 is not a mount point (require_mount = true in the host config)"* ]]
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/esp1: update failed: not mounted? $SANDBOX/esp1 is not a mount point"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2: update failed: not mounted?"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp3: helper updated"* ]]
+    [ -z "$(ls -A "$SANDBOX/esp1")" ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"helper $SANDBOX/esp3  clean"* ]]
+    [[ "$output" == *"failures 1/3"* ]]
+}
+
+@test "a helper named like the slot's manifest is a volume config error naming file, line and key" {
+    mkdir -p "$VOL/boot" "$SANDBOX/esp1"
+    echo kernel > "$VOL/boot/vmlinuz"
+    echo '{}' > "$VOL/MANIFEST.json"
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz", "MANIFEST.json"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    line=$(grep -n '^files = ' "$VOL/etc/volwatch/bootcaches.toml" | cut -d: -f1)
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"bootcaches.toml:$line: helpers.files[1]: \"MANIFEST.json\": the name is reserved"* ]]
+    [ ! -e "$SANDBOX/esp1/volwatch" ]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"config-error"* ]]
+}
+
 @test "busy: another holder makes vrebuild exit 75 naming it; --wait waits" {
     [ -x "$VLOCK" ] || skip "vlock is not built"
     "$VLOCK" "$VOL" -- sleep 3 &
@@ -340,6 +378,42 @@ assert doc["exit_code"] == 0
     echo "$output"
     [ "$status" -eq 0 ]
     [ "${lines[-1]}" = "40" ]
+}
+
+@test "a helper unmounted since its last sync is an error for that helper only; its bare directory stays untouched (root)" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root for a loop-mounted image"
+    command -v unshare >/dev/null || skip "unshare is not installed"
+    command -v mkfs.ext4 >/dev/null || skip "mkfs.ext4 is not installed"
+    add_helpers
+    truncate -s 16M "$SANDBOX/esp.img"
+    mkfs.ext4 -q "$SANDBOX/esp.img"
+    mkdir -p "$SANDBOX/esp"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    run unshare -m bash -c '
+        set -e
+        mount --make-rprivate /
+        mount -o loop "$0/esp.img" "$0/esp"
+        "$1" "$0/vol" 2>&1
+        echo "first=$?"
+        umount "$0/esp"
+        echo "kernel 2" > "$0/vol/boot/vmlinuz"
+        code=0
+        "$1" "$0/vol" 2>&1 || code=$?
+        echo "second=$code"
+        echo "bare=[$(ls -A "$0/esp")]"
+        "$2" "$0/vol" 2>&1 || echo "vcheck=$?"
+    ' "$SANDBOX" "$VREBUILD" "$VCHECK"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"first=0"* ]]
+    [[ "$output" == *"second=1"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp: update failed: not mounted? $SANDBOX/esp was a mount point at the last sync (generation 1) and is not one now"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp1: helper updated"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2: helper updated"* ]]
+    [[ "$output" == *"bare=[]"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp  error"*"not mounted?"* ]]
+    [[ "$output" == *"vcheck="* ]]
+    cmp "$VOL/boot/vmlinuz" "$SANDBOX/esp1/volwatch/slot-b/boot/vmlinuz"
 }
 
 @test "SIGTERM stops the rebuilder's whole group and releases the lock without counting a failure" {
