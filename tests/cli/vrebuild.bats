@@ -254,6 +254,34 @@ TOML
     [[ "$output" == *"config-error"* ]]
 }
 
+@test "kill -9 of vrebuild leaves the volume locked while its rebuilder runs; the lock is free once it ends (owner of the lock)" {
+    add_rebuilder held '["sh", "-c", "echo $$ > $0; while [ ! -e $1 ]; do sleep 0.1; done; touch $2", "{root}/rebuilder.pid", "{root}/go", "{product}"]'
+    use_rebuilder held
+    "$VREBUILD" "$VOL" 2>"$SANDBOX/err1" &
+    first=$!
+    for _ in $(seq 600); do [ -s "$VOL/rebuilder.pid" ] && break; sleep 0.1; done
+    rebuilder=$(cat "$VOL/rebuilder.pid")
+    kill -9 "$first"
+    wait "$first" || true
+    kill -0 "$rebuilder"  # in its own group, it outlives vrebuild
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"busy: held by pid"* ]]
+    [[ "$output" != *"rebuilding"* ]]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"rebuild in progress"* ]]
+    touch "$VOL/go"
+    for _ in $(seq 600); do kill -0 "$rebuilder" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$rebuilder" 2>/dev/null; then echo "the rebuilder did not end"; return 1; fi
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"exited without unlocking"* ]]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+}
+
 @test "busy: another holder makes vrebuild exit 75 naming it; --wait waits" {
     [ -x "$VLOCK" ] || skip "vlock is not built"
     "$VLOCK" "$VOL" -- sleep 3 &
