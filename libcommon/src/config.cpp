@@ -1,6 +1,7 @@
 #include "volwatch/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -133,6 +134,17 @@ std::string joined_key(std::string_view prefix, std::string_view key) {
     return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
 }
 
+// Copies land at <slot>/<relpath>; the slot's seal and its temporary live
+// there too, so a file (or directory) of that name would be overwritten by
+// the seal and leave the helper stale forever. vfat folds case.
+bool collides_with_slot_bookkeeping(const std::string& normal) {
+    std::string first = normal.substr(0, normal.find('/'));
+    std::transform(first.begin(), first.end(), first.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::string manifest = helper_manifest_name;
+    std::transform(manifest.begin(), manifest.end(), manifest.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return first == manifest || first.rfind("." + manifest + ".tmp.", 0) == 0;
+}
+
 bool valid_name(std::string_view name) {
     if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
@@ -178,6 +190,8 @@ HelperMapping read_helper_mapping(const Reader& reader, std::size_t index, const
             if (mapping.volume.rfind("UUID=", 0) != 0 && (mapping.volume.empty() || mapping.volume.front() != '/'))
                 reader.fail(v.source(), sub, "must be an absolute path or UUID=...");
             has_volume = true;
+        } else if (k == "require_mount") {
+            mapping.require_mount = reader.boolean(v, sub);
         } else if (k == "targets") {
             const auto* array = v.as_array();
             if (array == nullptr) reader.fail(v.source(), sub, fmt::format("expected an array of strings, found {}", Reader::type_name(v)));
@@ -325,6 +339,10 @@ VolumeConfig read_volume(const toml::table& root, const Reader& reader, const Ho
                         std::string path = reader.relative_path((*array)[i], item_key);
                         std::string normal = std::filesystem::path(path).lexically_normal().string();
                         if (!seen.insert(normal).second) reader.fail((*array)[i].source(), item_key, fmt::format("duplicate file \"{}\"", path));
+                        if (collides_with_slot_bookkeeping(normal))
+                            reader.fail((*array)[i].source(), item_key,
+                                        fmt::format("\"{}\": the name is reserved for the helper slot's own {} (in any letter case)",
+                                                    path, helper_manifest_name));
                         config.helper_files.push_back(path);
                     }
                 } else {

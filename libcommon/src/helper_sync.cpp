@@ -107,8 +107,9 @@ std::string_view to_string(HelperOutcome outcome) {
     return "failed";
 }
 
-HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config, const fs::path& target,
+HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config, const HelperTarget& helper,
                              const HelperSyncOptions& options) {
+    const fs::path& target = helper.path;
     auto started = std::chrono::steady_clock::now();
     HelperSyncResult result;
     result.target = target;
@@ -121,6 +122,13 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     struct stat target_stat {};
     if (::stat(target.c_str(), &target_stat) != 0 || !S_ISDIR(target_stat.st_mode))
         return finish(HelperOutcome::failed, fmt::format("helper target {} is missing or not mounted", target.string()));
+    // An unmounted ESP leaves a bare /boot/efi on /: copying there would
+    // look like success while the real helper is never updated.
+    auto mount = probe_helper_mount(target);
+    if (!mount) return finish(HelperOutcome::failed, fmt::format("helper target {}: cannot examine it: {}", target.string(), std::strerror(errno)));
+    std::string unmounted = helper_mount_problem(target, *mount, read_bootstamp(root_fd, target), helper.require_mount,
+                                                 read_live_pointer(target).has_value(), options.force);
+    if (!unmounted.empty()) return finish(HelperOutcome::failed, std::move(unmounted));
 
     std::vector<SourceFile> files;
     std::uint64_t new_bytes = 0;
@@ -139,7 +147,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
 
     auto live = read_live_pointer(target);
     if (!options.force) {
-        HelperVerdict verdict = check_helper(root_fd, config, target, true);
+        HelperVerdict verdict = check_helper(root_fd, config, helper, true);
         if (verdict.state == CacheState::clean) {
             result.generation = verdict.generation;
             result.bytes = 0;
@@ -191,8 +199,8 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     }
 
     // 1. Unseal the non-live slot (manifest first), then empty it.
-    if (fs::exists(slot_dir / "MANIFEST.json", ec)) {
-        fs::remove(slot_dir / "MANIFEST.json", ec);
+    if (fs::exists(slot_dir / helper_manifest_name, ec)) {
+        fs::remove(slot_dir / helper_manifest_name, ec);
         if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);
     }
     fs::remove_all(slot_dir, ec);
@@ -207,6 +215,8 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     Bootstamp stamp;
     stamp.target = target.lexically_normal().string();
     stamp.generation = generation;
+    stamp.mount_root = mount->mount_root;
+    stamp.filesystem = mount->filesystem;
     std::vector<fs::path> directories{slot_dir};
     std::uint64_t copied = 0;
     for (const auto& file : files) {
@@ -232,7 +242,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     // 3. Seal the slot with its manifest: from now on it is complete.
     UniqueFd slot_fd(::open(slot_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!slot_fd) return finish(HelperOutcome::failed, fmt::format("{}: {}", slot_dir.string(), std::strerror(errno)));
-    if (auto written = write_file_atomically(slot_fd.get(), "MANIFEST.json", format_manifest(manifest)); !written)
+    if (auto written = write_file_atomically(slot_fd.get(), helper_manifest_name, format_manifest(manifest)); !written)
         return finish(HelperOutcome::failed, written.problem().message);
 
     // 4. The one small step that switches the helper to the new set.

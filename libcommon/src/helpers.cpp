@@ -1,8 +1,10 @@
 #include "volwatch/helpers.hpp"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <system_error>
 #include <unistd.h>
 
@@ -110,7 +112,7 @@ std::optional<LivePointer> read_live_pointer(const fs::path& target) {
         if (!text) continue;
         auto pointer = parse_pointer(*text);
         if (!pointer || (best && best->generation >= pointer->second)) continue;
-        auto manifest_text = read_path(target / "volwatch" / ("slot-" + pointer->first) / "MANIFEST.json");
+        auto manifest_text = read_path(target / "volwatch" / ("slot-" + pointer->first) / helper_manifest_name);
         if (!manifest_text) continue;
         auto manifest = parse_manifest(*manifest_text);
         if (!manifest || manifest->generation != pointer->second) continue;
@@ -126,7 +128,57 @@ std::string bootstamp_relpath(const fs::path& target) {
 std::string format_bootstamp(const Bootstamp& stamp) {
     nlohmann::json json = {{"version", 1}, {"target", stamp.target}, {"generation", stamp.generation},
                            {"files", files_json(stamp.files, true)}};
+    if (stamp.mount_root) json["mount_root"] = *stamp.mount_root;
+    if (!stamp.filesystem.empty()) json["filesystem"] = stamp.filesystem;
     return json.dump(2) + "\n";
+}
+
+std::optional<Bootstamp> read_bootstamp(int root_fd, const fs::path& target) {
+    auto fd = open_beneath(root_fd, bootstamp_relpath(target), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    if (!fd) return std::nullopt;
+    auto text = read_fd(fd->get());
+    if (!text) return std::nullopt;
+    return parse_bootstamp(*text);
+}
+
+std::optional<HelperMount> probe_helper_mount(const fs::path& target) {
+    HelperMount mount;
+    struct statx stx {};
+    // No AT_NO_AUTOMOUNT: an automounted ESP is mounted by this, as by a copy.
+    if (::statx(AT_FDCWD, target.c_str(), 0, STATX_BASIC_STATS, &stx) != 0) return std::nullopt;
+    if (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) {
+        mount.mount_root = (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT) != 0;
+    } else {
+        // Before Linux 5.8: a mount of another device (a bind mount of the
+        // same file system goes unseen, which only the attribute tells).
+        struct stat self {}, parent {};
+        if (::stat(target.c_str(), &self) != 0) return std::nullopt;
+        if (::stat((target / "..").c_str(), &parent) != 0) return std::nullopt;
+        mount.mount_root = self.st_dev != parent.st_dev || self.st_ino == parent.st_ino;
+    }
+    struct statfs fs_stat {};
+    if (::statfs(target.c_str(), &fs_stat) != 0) return std::nullopt;
+    unsigned first = 0, second = 0;
+    std::memcpy(&first, &fs_stat.f_fsid, sizeof first);
+    std::memcpy(&second, reinterpret_cast<const char*>(&fs_stat.f_fsid) + sizeof first, sizeof second);
+    mount.filesystem = fmt::format("{:x}:{:08x}{:08x}", static_cast<unsigned long>(fs_stat.f_type), first, second);
+    return mount;
+}
+
+std::string helper_mount_problem(const fs::path& target, const HelperMount& now, const std::optional<Bootstamp>& stamp,
+                                 bool require_mount, bool has_slot, bool allow_new_filesystem) {
+    if (!now.mount_root && require_mount)
+        return fmt::format("not mounted? {} is not a mount point (require_mount = true in the host config)", target.string());
+    bool was_mounted = stamp && stamp->mount_root.value_or(false);
+    if (!now.mount_root && was_mounted)
+        return fmt::format("not mounted? {} was a mount point at the last sync (generation {}) and is not one now",
+                           target.string(), stamp->generation);
+    if (now.mount_root && was_mounted && !stamp->filesystem.empty() && stamp->filesystem != now.filesystem && !has_slot &&
+        !allow_new_filesystem)
+        return fmt::format("not mounted? {} is another file system than at the last sync (generation {}) and holds no "
+                           "volwatch slot; if it replaces the old helper, run vrebuild --force",
+                           target.string(), stamp->generation);
+    return "";
 }
 
 std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
@@ -138,6 +190,8 @@ std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
         stamp.target = json.at("target").get<std::string>();
         stamp.generation = json.at("generation").get<std::uint64_t>();
         stamp.files = files_from_json(json.at("files"));
+        if (json.contains("mount_root")) stamp.mount_root = json.at("mount_root").get<bool>();
+        stamp.filesystem = json.value("filesystem", std::string());
         return stamp;
     } catch (const nlohmann::json::exception&) {
         return std::nullopt;
@@ -165,8 +219,8 @@ std::optional<HelperManifest> parse_manifest(std::string_view text) {
     }
 }
 
-std::vector<fs::path> helper_targets_for(const Volume& volume, const HostConfig& host) {
-    std::vector<fs::path> targets;
+std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostConfig& host) {
+    std::vector<HelperTarget> targets;
     for (const auto& mapping : host.helpers) {
         bool matches = false;
         if (mapping.volume.rfind("UUID=", 0) == 0) {
@@ -176,12 +230,14 @@ std::vector<fs::path> helper_targets_for(const Volume& volume, const HostConfig&
             fs::path canonical = fs::weakly_canonical(mapping.volume, ec);
             matches = !ec && canonical == volume.root;
         }
-        if (matches) targets.insert(targets.end(), mapping.targets.begin(), mapping.targets.end());
+        if (matches)
+            for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount});
     }
     return targets;
 }
 
-HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const fs::path& target, bool verify_content) {
+HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const HelperTarget& helper, bool verify_content) {
+    const fs::path& target = helper.path;
     HelperVerdict verdict;
     verdict.target = target;
     auto stale = [&](std::string reason) {
@@ -195,9 +251,17 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const fs::pa
         verdict.reason = fmt::format("helper target {} is missing or not a directory", target.string());
         return verdict;
     }
-    std::optional<Bootstamp> stamp;
-    if (auto fd = open_beneath(root_fd, bootstamp_relpath(target), O_RDONLY | O_NOFOLLOW | O_NONBLOCK)) {
-        if (auto text = read_fd(fd->get())) stamp = parse_bootstamp(*text);
+    std::optional<Bootstamp> stamp = read_bootstamp(root_fd, target);
+    // Before anything else: an unmounted helper's bare directory may even
+    // hold an old slot of ours, which must not pass for the helper.
+    auto mount = probe_helper_mount(target);
+    std::string unmounted = mount ? helper_mount_problem(target, *mount, stamp, helper.require_mount,
+                                                         read_live_pointer(target).has_value(), false)
+                                  : fmt::format("helper target {}: cannot examine it", target.string());
+    if (!unmounted.empty()) {
+        verdict.state = CacheState::error;
+        verdict.reason = std::move(unmounted);
+        return verdict;
     }
     if (!stamp) return stale("never synced (no bootstamp)");
     verdict.generation = stamp->generation;

@@ -700,6 +700,42 @@ Result<LockRecord> release_volume_lock(const LockDir& dir, std::string_view volu
     return *written;
 }
 
+Result<LockRecord> add_lock_owner(const LockDir& dir, std::string_view volume_id, const ProcessIdentity& holder,
+                                  const ProcessIdentity& owner) {
+    auto file = dir.volume_file(volume_id);
+    if (!file) return file.problem();
+    std::optional<Problem> refused;
+    auto written = file->update([&](LockRecord& record) {
+        if (record.owners.empty()) {
+            refused = Problem{ExitCode::not_locked, "not locked"};
+            return false;
+        }
+        if (std::none_of(record.owners.begin(), record.owners.end(), [&](const ProcessIdentity& o) { return same_process(o, holder); })) {
+            refused = Problem{ExitCode::not_owner, fmt::format("locked by pid {}, not by pid {}", record.owners.front().pid, holder.pid)};
+            return false;
+        }
+        if (std::any_of(record.owners.begin(), record.owners.end(), [&](const ProcessIdentity& o) { return same_process(o, owner); }))
+            return false;
+        record.owners.push_back(owner);  // after the holder, who stays the one named
+        return true;
+    });
+    if (!written) return written.problem();
+    if (refused) return *refused;
+    return *written;
+}
+
+Result<LockRecord> remove_lock_owner(const LockDir& dir, std::string_view volume_id, const ProcessIdentity& owner) {
+    auto file = dir.volume_file(volume_id);
+    if (!file) return file.problem();
+    return file->update([&](LockRecord& record) {
+        auto is_owner = [&](const ProcessIdentity& o) { return same_process(o, owner); };
+        // The last owner leaves only through release_volume_lock, which accounts.
+        if (record.owners.size() < 2 || std::none_of(record.owners.begin(), record.owners.end(), is_owner)) return false;
+        std::erase_if(record.owners, is_owner);
+        return true;
+    });
+}
+
 Result<LockRecord> record_attempt(const LockDir& dir, std::string_view volume_id, const LockLimits& limits,
                                   const LockLog& log) {
     auto file = dir.volume_file(volume_id);

@@ -1,6 +1,8 @@
 #include "volwatch/reboot_gate.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
@@ -29,6 +31,17 @@ namespace volwatch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Between relaunches of a volume whose vrebuild ended without progress
+// (75, 5, 127, a failure): doubling from the first, up to the cap.
+constexpr std::chrono::milliseconds first_retry_delay{1000};
+constexpr std::chrono::milliseconds max_retry_delay{30'000};
+// How long, after the bound, the gate waits for the vrebuilds it stopped:
+// vrebuild gives its rebuilder 5 s between SIGTERM and SIGKILL.
+constexpr std::chrono::milliseconds stop_grace{10'000};
+// vrebuild's answers that ask for a later retry rather than count a failure.
+constexpr int status_tempfail = 75;
+constexpr int status_reboot_in_progress = 5;
 
 double unix_now() {
     struct timespec ts {};
@@ -167,6 +180,13 @@ public:
         std::string last_progress;
         for (;;) {
             reap_children();
+            // A reboot already under way is the answer whatever the volumes
+            // say (as the seed's _kextmanager_lock_reboot): the shutdown that
+            // holds the lock went through the gate, so there is nothing left
+            // to wait for or rebuild.
+            auto reboot_holder = reboot_lock_owner(dir_);
+            if (!reboot_holder) throw Failure(reboot_holder.problem());
+            if (*reboot_holder) return already();
             Evaluation now = evaluate(host_, dir_, launches_);
             report_exceptions(now);
             if (now.blockers.empty()) {
@@ -223,8 +243,9 @@ public:
                 for (const auto& b : now.blockers)
                     logger_.log(LogLevel::error, fmt::format("{}: still blocking after {:.1f} s: {}", b.volume.root.string(), waited,
                                                              describe_blocker(b)));
+                std::string stopped = stop_children();
                 logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
-                              fmt::format("shutdown delay ends after {:.1f} s without the reboot lock", waited));
+                              fmt::format("shutdown delay ends after {:.1f} s without the reboot lock{}", waited, stopped));
                 print_result(false, 0, waited, now);
                 return ExitCode::busy;
             }
@@ -275,12 +296,26 @@ private:
     struct Child {
         pid_t pid = 0;
         UniqueFd pidfd;
+        std::string root;
+    };
+
+    struct Retry {
+        Clock::time_point not_before;
+        std::chrono::milliseconds delay{0};
     };
 
     void launch_rebuilds(const Evaluation& e) {
         std::string program = locate_vrebuild(options_.vrebuild);
+        auto now = Clock::now();
         for (const auto& b : e.blockers) {
-            if (b.locked || children_.contains(b.volume.id.value)) continue;
+            if (children_.contains(b.volume.id.value)) continue;
+            // Someone else took the lock since our vrebuild gave up: its
+            // unlock is the event to rebuild on, not our back-off.
+            if (b.locked) {
+                retries_.erase(b.volume.id.value);
+                continue;
+            }
+            if (auto retry = retries_.find(b.volume.id.value); retry != retries_.end() && now < retry->second.not_before) continue;
             std::vector<std::string> args{program};
             if (!host_.source.empty()) args.insert(args.end(), {"--config", host_.source.string()});
             args.insert(args.end(), {"--lock-dir", host_.lock_dir.string(), b.volume.root.string()});
@@ -303,6 +338,7 @@ private:
             Child child;
             child.pid = pid;
             child.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+            child.root = b.volume.root.string();
             children_.emplace(b.volume.id.value, std::move(child));
         }
     }
@@ -312,7 +348,22 @@ private:
             int status = 0;
             if (::waitpid(it->second.pid, &status, WNOHANG) == it->second.pid) {
                 int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                if (code != 0) logger_.log(LogLevel::warning, fmt::format("vrebuild (pid {}) exited with status {}", it->second.pid, code));
+                const std::string& id = it->first;
+                if (code == 0) {
+                    retries_.erase(id);
+                } else {
+                    // No progress: relaunching at once would spin (a rebuilder
+                    // that keeps answering 75 burned 25 launches in 2 s).
+                    auto& retry = retries_[id];
+                    retry.delay = retry.delay.count() == 0 ? first_retry_delay : std::min(retry.delay * 2, max_retry_delay);
+                    retry.not_before = Clock::now() + retry.delay;
+                    // "Try later" is not an attempt that failed: it must not
+                    // use up max_attempts and make the gate stop waiting.
+                    if (code == status_tempfail || code == status_reboot_in_progress) --launches_[id];
+                    logger_.log(LogLevel::warning,
+                                fmt::format("vrebuild (pid {}) exited with status {}; {} is retried in {} s at the earliest",
+                                            it->second.pid, code, it->second.root, retry.delay.count() / 1000));
+                }
                 it = children_.erase(it);
             } else {
                 ++it;
@@ -334,9 +385,15 @@ private:
         }
         for (const auto& [id, child] : children_)
             if (child.pidfd) fds.push_back({child.pidfd.get(), POLLIN, 0});
+        // Wake at the bound, or when a backed-off volume may be relaunched,
+        // whichever is first.
+        auto now = Clock::now();
+        auto wake = deadline;
+        for (const auto& [id, retry] : retries_)
+            if (retry.not_before > now && !children_.contains(id)) wake = std::min(wake, retry.not_before);
         int timeout = -1;
-        if (deadline != Clock::time_point::max()) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count() + 1;
+        if (wake != Clock::time_point::max()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1;
             timeout = static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
         }
         if (::poll(fds.data(), fds.size(), timeout) > 0 && inotify_fd >= 0 && (fds[0].revents & POLLIN)) {
@@ -344,6 +401,45 @@ private:
             while (::read(inotify_fd, buffer, sizeof buffer) > 0) {
             }
         }
+    }
+
+    // At the bound: the shutdown goes on without us, so the rebuilds we
+    // started must not keep writing to file systems about to be unmounted.
+    // SIGTERM makes vrebuild stop its rebuilder's group, release its volume
+    // lock and count nothing; we wait for that, within stop_grace. Returns
+    // the end of the final line: "; stopped 1 vrebuild (pid 4250)" or
+    // "; ... still running: pid 4250".
+    std::string stop_children() {
+        if (children_.empty()) return "";
+        std::string pids;
+        for (const auto& [id, child] : children_) {
+            ::kill(child.pid, SIGTERM);
+            pids += fmt::format("{}{}", pids.empty() ? "" : ", ", child.pid);
+        }
+        std::size_t count = children_.size();
+        logger_.log(LogLevel::warning, fmt::format("stopping the vrebuild{} it started (pid {}): sent SIGTERM",
+                                                   count == 1 ? "" : "s", pids));
+        auto until = Clock::now() + stop_grace;
+        for (;;) {
+            for (auto it = children_.begin(); it != children_.end();) {
+                int status = 0;
+                if (::waitpid(it->second.pid, &status, WNOHANG) == it->second.pid) it = children_.erase(it);
+                else ++it;
+            }
+            auto now = Clock::now();
+            if (children_.empty() || now >= until) break;
+            std::vector<struct pollfd> fds;
+            for (const auto& [id, child] : children_)
+                if (child.pidfd) fds.push_back({child.pidfd.get(), POLLIN, 0});
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+            // Without pidfds (old kernels) fall back to a short timed wait.
+            int timeout = fds.empty() ? static_cast<int>(std::min<long long>(left, 100)) : static_cast<int>(left);
+            ::poll(fds.data(), fds.size(), timeout);
+        }
+        if (children_.empty()) return fmt::format("; stopped {} vrebuild{} (pid {})", count, count == 1 ? "" : "s", pids);
+        std::string running;
+        for (const auto& [id, child] : children_) running += fmt::format("{}{}", running.empty() ? "" : ", ", child.pid);
+        return fmt::format("; sent SIGTERM to {} vrebuild{}, still running: pid {}", count, count == 1 ? "" : "s", running);
     }
 
     void print_result(bool granted, pid_t owner, double waited, const Evaluation& e) {
@@ -371,6 +467,7 @@ private:
     Logger logger_;
     std::map<std::string, Child> children_;
     std::map<std::string, int> launches_;
+    std::map<std::string, Retry> retries_;
     std::set<std::string> warned_;
 };
 

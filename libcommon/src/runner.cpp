@@ -74,8 +74,15 @@ private:
 };
 
 [[noreturn]] void exec_child(const RunSpec& spec, const std::string& program, char* const* argv, char* const* envp,
-                             int output_write) {
+                             int output_write, int go_read) {
     ::setpgid(0, 0);
+    if (go_read >= 0) {
+        char byte = 0;
+        ssize_t n;
+        while ((n = ::read(go_read, &byte, 1)) < 0 && errno == EINTR) {
+        }
+        if (n != 1) ::_exit(75);  // the parent died before on_start returned: run nothing
+    }
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -130,11 +137,29 @@ Result<RunResult> run_command(const RunSpec& spec) {
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Problem{ExitCode::internal, fmt::format("pipe: {}", std::strerror(errno))};
     UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
     auto started = std::chrono::steady_clock::now();
+    UniqueFd go_read, go_write;
+    if (spec.on_start) {
+        int go[2];
+        if (::pipe2(go, O_CLOEXEC) != 0) return Problem{ExitCode::internal, fmt::format("pipe: {}", std::strerror(errno))};
+        go_read = UniqueFd(go[0]);
+        go_write = UniqueFd(go[1]);
+    }
     pid_t child = ::fork();
     if (child < 0) return Problem{ExitCode::internal, fmt::format("fork: {}", std::strerror(errno))};
-    if (child == 0) exec_child(spec, program, argv.data(), envp.data(), write_end.get());
+    if (child == 0) {
+        go_write.reset();
+        exec_child(spec, program, argv.data(), envp.data(), write_end.get(), go_read.get());
+    }
     ::setpgid(child, child);  // also in the parent, so the group exists before we might signal it
     write_end.reset();
+    if (spec.on_start) {
+        go_read.reset();
+        spec.on_start(child);
+        char byte = 1;
+        while (::write(go_write.get(), &byte, 1) < 0 && errno == EINTR) {
+        }
+        go_write.reset();
+    }
     UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
 
     auto deadline = started + spec.timeout;

@@ -141,6 +141,8 @@ public:
         auto log = [&](const std::string& line) { err_ << fmt::format("vrebuild: {}: {}\n", name, line); };
         auto grant = acquire_volume_lock(*dir, volume.id.value, request, log);
         if (!grant) return fail(outcome, grant.problem().code, fmt::format("{}: {}", name, grant.problem().message));
+        lock_dir_ = &*dir;
+        self_ = *self;
 
         int status = 0;
         auto locked_config = load_volume_config(root.get(), volume.root, host_);
@@ -156,6 +158,7 @@ public:
         release.limits = request.limits;
         auto released = release_volume_lock(*dir, volume.id.value, release, log);
         if (!released) log(fmt::format("cannot release the lock: {}", released.problem().message));
+        lock_dir_ = nullptr;
         return outcome;
     }
 
@@ -231,9 +234,9 @@ private:
                 HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
-                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.string(), result.message);
+                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.path.string(), result.message);
                 } else if (result.outcome == HelperOutcome::updated) {
-                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.string(), result.message);
+                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.path.string(), result.message);
                 }
                 outcome.helpers.push_back(std::move(result));
             }
@@ -285,9 +288,26 @@ private:
         spec.prefix = fmt::format("{}: ", cache.name);
         spec.output_fd = STDERR_FILENO;
         spec.interrupt_fd = interrupt_fd_;
+        // The rebuilder runs in its own process group, so it outlives a kill -9
+        // of vrebuild: as an owner of the lock (as vlock's CMD is), it keeps the
+        // volume locked until it ends, and no second rebuild can race it.
+        std::optional<ProcessIdentity> rebuilder_process;
+        if (lock_dir_ != nullptr && self_) {
+            spec.on_start = [&](pid_t pid) {
+                rebuilder_process = identify_process(pid);
+                auto added = rebuilder_process ? add_lock_owner(*lock_dir_, volume.id.value, *self_, *rebuilder_process)
+                                       : Result<LockRecord>(Problem{ExitCode::internal, "cannot identify it"});
+                if (!added) {
+                    err_ << fmt::format("vrebuild: {}: {}: warning: the rebuilder (pid {}) does not hold the lock itself: {}\n",
+                                        name, cache.name, pid, added.problem().message);
+                    rebuilder_process.reset();
+                }
+            };
+        }
         err_ << fmt::format("vrebuild: {}: {}: rebuilding ({}): {}\n", name, cache.name, c.reason, shell_words(c.argv));
         err_.flush();
         auto ran = run_command(spec);
+        if (rebuilder_process) (void)remove_lock_owner(*lock_dir_, volume.id.value, *rebuilder_process);
         if (!ran) {
             c.action = "failed";
             c.reason = ran.problem().message;
@@ -339,6 +359,8 @@ private:
     int interrupt_fd_;
     bool interrupted_ = false;
     bool named_ = false;
+    const LockDir* lock_dir_ = nullptr;      // while this run holds the volume lock
+    std::optional<ProcessIdentity> self_;
     std::string signal_name_;
 };
 

@@ -33,6 +33,17 @@ add_rebuilder() {
     sed -i "s/^rebuild = .*/rebuild = \"$1\"/" "$VOL/etc/volwatch/bootcaches.toml"
 }
 
+# count_launches: the gate starts a wrapper that notes each launch in
+# $SANDBOX/launches, then runs the real vrebuild.
+count_launches() {
+    printf '#!/bin/sh\necho "$$" >> "%s/launches"\nexec "%s" "$@"\n' "$SANDBOX" "$VREBUILD" > "$SANDBOX/vrebuild-counted"
+    chmod +x "$SANDBOX/vrebuild-counted"
+    : > "$SANDBOX/launches"
+    export VOLWATCH_VREBUILD=$SANDBOX/vrebuild-counted
+}
+
+launches() { wc -l < "$SANDBOX/launches"; }
+
 @test "all clean: granted at once, owned by the given process" {
     "$VREBUILD" "$VOL" 2>/dev/null
     shutdown_script
@@ -97,22 +108,81 @@ add_rebuilder() {
     [[ "$output" == *"gave-up"* ]]
 }
 
-@test "the --wait bound holds against a rebuilder that hangs" {
-    add_rebuilder hang '["sleep", "120"]' 10m
+@test "the --wait bound holds against a rebuilder that hangs; at the bound the gate stops the vrebuild it started" {
+    add_rebuilder hang '["sh", "-c", "echo $$ > $0; exec sleep 120", "{root}/rebuilder.pid"]' 10m
+    count_launches
     shutdown_script
-    # The launched vrebuild keeps our pipes open, so time the gate's own exit.
     SECONDS=0
     "$VREBOOTGATE" --owner "$owner" --wait=2s >"$SANDBOX/gate.out" 2>&1 &
     gate=$!
     code=0
     wait "$gate" || code=$?
-    [ "$SECONDS" -lt 15 ]
+    [ "$SECONDS" -lt 40 ]
     [ "$code" -eq 75 ]
     output=$(cat "$SANDBOX/gate.out")
+    echo "$output"
     [[ "$output" == *"$VOL: still blocking after"* ]]
-    [[ "$output" == *"without the reboot lock"* ]]
+    [[ "$output" == *"without the reboot lock; stopped 1 vrebuild (pid "* ]]
+    # The vrebuild it launched and that vrebuild's rebuilder are gone, and
+    # the volume lock was released without counting a failure.
+    [ "$(launches)" -eq 1 ]
+    vrebuild=$(head -n 1 "$SANDBOX/launches")
+    rebuilder=$(cat "$VOL/rebuilder.pid")
+    for _ in $(seq 100); do kill -0 "$rebuilder" 2>/dev/null || break; sleep 0.1; done
+    for pid in "$vrebuild" "$rebuilder"; do
+        if kill -0 "$pid" 2>/dev/null; then echo "pid $pid still runs"; return 1; fi
+    done
+    run "$VCHECK" --json "$VOL"
+    [[ "$output" == *'"lock": null'* ]]
+    [[ "$output" == *'"failures": 0'* ]]
     run "$VREBOOTGATE" --status
     [[ "$output" == *"reboot lock free"* ]]
+}
+
+@test "a rebuilder that keeps answering 75 is relaunched with a back-off, and the gate still waits out its bound" {
+    add_rebuilder later '["sh", "-c", "exit 75"]'
+    count_launches
+    shutdown_script
+    SECONDS=0
+    run timeout 120 "$VREBOOTGATE" --owner "$owner" --wait=6s
+    echo "$output"
+    echo "launches: $(launches)"
+    [ "$status" -eq 75 ]
+    [ "$SECONDS" -lt 60 ]
+    # Without the back-off it launched 25 times in 2 s and then stopped
+    # waiting; with it (1 s, 2 s, 4 s, ...) a 6 s bound sees about 3.
+    [ "$(launches)" -ge 1 ]
+    [ "$(launches)" -le 5 ]
+    [[ "$output" == *"exited with status 75; $VOL is retried in 1 s at the earliest"* ]]
+    [[ "$output" != *"gave up"* ]]
+    [[ "$output" == *"$VOL: still blocking after"* ]]
+    run "$VCHECK" --json "$VOL"
+    [[ "$output" == *'"failures": 0'* ]]
+}
+
+@test "a second gate while the reboot lock is held answers 6 at once, even with a stale volume, and launches nothing" {
+    "$VREBUILD" "$VOL" 2>/dev/null
+    shutdown_script
+    "$VREBOOTGATE" --owner "$owner"
+    rm "$VOL/out/pack.tgz"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    count_launches
+    SECONDS=0
+    run timeout 120 "$VREBOOTGATE"
+    [ "$status" -eq 6 ]
+    [[ "$output" == *"reboot already in progress (held by pid $owner); proceed"* ]]
+    [[ "$output" != *"busy"* ]]
+    run timeout 120 "$VREBOOTGATE" --wait=60s --json
+    [ "$status" -eq 6 ]
+    [[ "$output" == *"reboot already in progress (held by pid $owner); proceed"* ]]
+    [[ "$output" == *'"already": true'* ]]
+    [[ "$output" != *"shutdown delay begins"* ]]
+    # Well under the 60 s it would have waited for the stale volume.
+    [ "$SECONDS" -lt 45 ]
+    [ "$(launches)" -eq 0 ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
 }
 
 @test "while the reboot lock is held: vlock and vrebuild refuse, a second gate says proceed; after the owner dies vlock works" {
@@ -171,17 +241,28 @@ assert doc["granted"] is True and doc["owner"] > 0 and doc["exit_code"] == 0, do
     "$VREBUILD" "$VOL" 2>/dev/null
     shutdown_script
     "$VREBOOTGATE" --owner "$owner"
+    # Root, or (as here when not root) the owner of the private lock directory.
     run "$VREBOOTGATE" --release
-    if [ "$(id -u)" -ne 0 ]; then
-        [ "$status" -eq 77 ]
-        skip "--release needs root"
-    fi
     [ "$status" -eq 0 ]
     [[ "$output" == *"released the reboot lock held by pid $owner"* ]]
     run "$VREBUILD" --force "$VOL"
     [ "$status" -eq 0 ]
     run "$VREBOOTGATE" --release
     [ "$status" -eq 3 ]
+}
+
+@test "--release by a user who is neither root nor the lock directory's owner is refused with 77" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root to run as another user"
+    command -v setpriv >/dev/null || skip "setpriv is not installed"
+    nobody=$(id -u nobody 2>/dev/null) || skip "no user nobody"
+    "$VREBUILD" "$VOL" 2>/dev/null
+    shutdown_script
+    "$VREBOOTGATE" --owner "$owner"
+    chmod 755 "$SANDBOX/locks"
+    run setpriv --reuid "$nobody" --regid "$nobody" --clear-groups "$VREBOOTGATE" --release
+    [ "$status" -eq 77 ]
+    run "$VREBOOTGATE" --status
+    [[ "$output" == *"reboot lock held by pid $owner"* ]]
 }
 
 @test "usage errors exit 64" {

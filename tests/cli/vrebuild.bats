@@ -216,6 +216,72 @@ TOML
     [[ "$output" == *"failures 1/3"* ]]
 }
 
+@test "require_mount: a helper target that is not a mount point is an error for that helper only" {
+    add_helpers
+    sed -i "s|^targets = \[\"$SANDBOX/esp1\", \"$SANDBOX/esp2\"\]|&\nrequire_mount = true|" "$HOST"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp3"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    mkdir "$SANDBOX/esp3"
+    grep -q "require_mount = true" "$HOST"
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [[ "$output" == *"helper $SANDBOX/esp1  error"*"not mounted? $SANDBOX/esp1 is not a mount point (require_mount = true in the host config)"* ]]
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/esp1: update failed: not mounted? $SANDBOX/esp1 is not a mount point"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2: update failed: not mounted?"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp3: helper updated"* ]]
+    [ -z "$(ls -A "$SANDBOX/esp1")" ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -ne 0 ]
+    [[ "$output" == *"helper $SANDBOX/esp3  clean"* ]]
+    [[ "$output" == *"failures 1/3"* ]]
+}
+
+@test "a helper named like the slot's manifest is a volume config error naming file, line and key" {
+    mkdir -p "$VOL/boot" "$SANDBOX/esp1"
+    echo kernel > "$VOL/boot/vmlinuz"
+    echo '{}' > "$VOL/MANIFEST.json"
+    printf '\n[helpers]\nfiles = ["boot/vmlinuz", "MANIFEST.json"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    line=$(grep -n '^files = ' "$VOL/etc/volwatch/bootcaches.toml" | cut -d: -f1)
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 65 ]
+    [[ "$output" == *"bootcaches.toml:$line: helpers.files[1]: \"MANIFEST.json\": the name is reserved"* ]]
+    [ ! -e "$SANDBOX/esp1/volwatch" ]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"config-error"* ]]
+}
+
+@test "kill -9 of vrebuild leaves the volume locked while its rebuilder runs; the lock is free once it ends (owner of the lock)" {
+    add_rebuilder held '["sh", "-c", "echo $$ > $0; while [ ! -e $1 ]; do sleep 0.1; done; touch $2", "{root}/rebuilder.pid", "{root}/go", "{product}"]'
+    use_rebuilder held
+    "$VREBUILD" "$VOL" 2>"$SANDBOX/err1" &
+    first=$!
+    for _ in $(seq 600); do [ -s "$VOL/rebuilder.pid" ] && break; sleep 0.1; done
+    rebuilder=$(cat "$VOL/rebuilder.pid")
+    kill -9 "$first"
+    wait "$first" || true
+    kill -0 "$rebuilder"  # in its own group, it outlives vrebuild
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 75 ]
+    [[ "$output" == *"busy: held by pid"* ]]
+    [[ "$output" != *"rebuilding"* ]]
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"rebuild in progress"* ]]
+    touch "$VOL/go"
+    for _ in $(seq 600); do kill -0 "$rebuilder" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$rebuilder" 2>/dev/null; then echo "the rebuilder did not end"; return 1; fi
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"exited without unlocking"* ]]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+}
+
 @test "busy: another holder makes vrebuild exit 75 naming it; --wait waits" {
     [ -x "$VLOCK" ] || skip "vlock is not built"
     "$VLOCK" "$VOL" -- sleep 3 &
@@ -273,8 +339,9 @@ assert doc["exit_code"] == 0
     write_version 0
     "$VREBUILD" --helpers-only "$VOL" 2>/dev/null
     version=0
+    declare -A held=([esp1]=0 [esp2]=0)  # the version each helper held before the trial
+    kept_old=0 mid_sync=0
     for trial in $(seq "$trials"); do
-        previous=$version
         version=$trial
         write_version "$version"
         "$VREBUILD" --helpers-only "$VOL" 2>/dev/null &
@@ -282,15 +349,31 @@ assert doc["exit_code"] == 0
         sleep "0.0$(( RANDOM % 60 ))"
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        unsealed=0
         for esp in esp1 esp2; do
             got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$esp" "${files[@]}") || {
                 echo "trial $trial (seed $seed): $esp: $got"; return 1; }
-            # Complete old (any earlier version the helper still had) or complete new.
-            if [ "$got" != "$version" ] && [ "$got" -gt "$previous" ]; then
-                echo "trial $trial (seed $seed): $esp holds version $got, expected <= $previous or $version"; return 1
+            # Exactly the set it held before this run, or the new one: an
+            # older set would be a rollback.
+            if [ "$got" != "$version" ] && [ "$got" != "${held[$esp]}" ]; then
+                echo "trial $trial (seed $seed): $esp holds version $got, expected ${held[$esp]} or $version"; return 1
             fi
+            [ "$got" = "$version" ] || kept_old=$((kept_old + 1))
+            held[$esp]=$got
+            # A spare slot left without its seal: the kill landed between
+            # unsealing it and switching to it.
+            for slot in "$SANDBOX/$esp"/volwatch/slot-*; do
+                [ -d "$slot" ] && [ ! -e "$slot/MANIFEST.json" ] && unsealed=1
+            done
         done
+        mid_sync=$((mid_sync + unsealed))
     done
+    echo "# $mid_sync of $trials kills landed mid-sync (an unsealed spare slot); $kept_old helper checks found the previous set kept" >&3
+    # 123 of 200 on a loaded 2-core CI machine; if it ever drops to nothing, the
+    # loop no longer tests what it claims to.
+    if [ "$trials" -ge 50 ] && [ "$mid_sync" -eq 0 ]; then
+        echo "no kill landed mid-sync in $trials trials (seed $seed)"; return 1
+    fi
     run "$VREBUILD" --helpers-only "$VOL"
     [ "$status" -eq 0 ]
     for esp in esp1 esp2; do
@@ -340,6 +423,42 @@ assert doc["exit_code"] == 0
     echo "$output"
     [ "$status" -eq 0 ]
     [ "${lines[-1]}" = "40" ]
+}
+
+@test "a helper unmounted since its last sync is an error for that helper only; its bare directory stays untouched (root)" {
+    [ "$(id -u)" -eq 0 ] || skip "needs root for a loop-mounted image"
+    command -v unshare >/dev/null || skip "unshare is not installed"
+    command -v mkfs.ext4 >/dev/null || skip "mkfs.ext4 is not installed"
+    add_helpers
+    truncate -s 16M "$SANDBOX/esp.img"
+    mkfs.ext4 -q "$SANDBOX/esp.img"
+    mkdir -p "$SANDBOX/esp"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    run unshare -m bash -c '
+        set -e
+        mount --make-rprivate /
+        mount -o loop "$0/esp.img" "$0/esp"
+        "$1" "$0/vol" 2>&1
+        echo "first=$?"
+        umount "$0/esp"
+        echo "kernel 2" > "$0/vol/boot/vmlinuz"
+        code=0
+        "$1" "$0/vol" 2>&1 || code=$?
+        echo "second=$code"
+        echo "bare=[$(ls -A "$0/esp")]"
+        "$2" "$0/vol" 2>&1 || echo "vcheck=$?"
+    ' "$SANDBOX" "$VREBUILD" "$VCHECK"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"first=0"* ]]
+    [[ "$output" == *"second=1"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp: update failed: not mounted? $SANDBOX/esp was a mount point at the last sync (generation 1) and is not one now"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp1: helper updated"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp2: helper updated"* ]]
+    [[ "$output" == *"bare=[]"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp  error"*"not mounted?"* ]]
+    [[ "$output" == *"vcheck="* ]]
+    cmp "$VOL/boot/vmlinuz" "$SANDBOX/esp1/volwatch/slot-b/boot/vmlinuz"
 }
 
 @test "SIGTERM stops the rebuilder's whole group and releases the lock without counting a failure" {

@@ -911,6 +911,34 @@ TEST_F(ConfigTest, VolumeDuplicateHelperFiles) {
                            ExitCode::bad_volume_config, "vol.toml:3: helpers.files[1]: duplicate file \"boot/vmlinuz\""));
 }
 
+TEST_F(ConfigTest, VolumeHelperFilesMayNotTakeTheSlotsOwnNames) {
+    // The slot's seal would overwrite such a copy: the helper would stay
+    // stale forever while every run reported success.
+    EXPECT_TRUE(fails_with(parse_volume("version = 1\n[helpers]\nfiles = [\"boot/vmlinuz\",\n  \"MANIFEST.json\"]"),
+                           ExitCode::bad_volume_config,
+                           "vol.toml:4: helpers.files[1]: \"MANIFEST.json\": the name is reserved for the helper slot's own "
+                           "MANIFEST.json (in any letter case)"));
+    for (const char* name : {"./MANIFEST.json", "manifest.json", "Manifest.JSON/x", ".MANIFEST.json.tmp.42"})
+        EXPECT_TRUE(fails_containing(parse_volume(fmt::format("version = 1\n[helpers]\nfiles = [\"{}\"]", name)),
+                                     ExitCode::bad_volume_config, {"vol.toml:3: helpers.files[0]: ", "is reserved"}))
+            << name;
+    for (const char* name : {"boot/MANIFEST.json", "MANIFEST.json.bak", "MANIFEST"}) {
+        auto config = parse_volume(fmt::format("version = 1\n[helpers]\nfiles = [\"{}\"]", name));
+        EXPECT_TRUE(config) << name << ": " << (config ? "" : config.problem().message);
+    }
+}
+
+TEST_F(ConfigTest, HostHelpersRequireMount) {
+    auto host = parse_host("[[helpers]]\nvolume = \"/\"\ntargets = [\"/boot/efi\"]\nrequire_mount = true\n"
+                           "[[helpers]]\nvolume = \"/srv\"\ntargets = [\"/srv/esp\"]");
+    ASSERT_TRUE(host) << host.problem().message;
+    EXPECT_TRUE(host->helpers[0].require_mount);
+    EXPECT_FALSE(host->helpers[1].require_mount);
+    EXPECT_TRUE(fails_with(parse_host("[[helpers]]\nvolume = \"/\"\ntargets = [\"/boot/efi\"]\nrequire_mount = \"yes\""),
+                           ExitCode::bad_host_config,
+                           "host.toml:4: helpers[0].require_mount: expected true or false, found a string"));
+}
+
 TEST_F(ConfigTest, VolumePathsMustStayLexicallyInside) {
     struct Escape {
         const char* path;

@@ -30,13 +30,14 @@ protected:
     }
     std::filesystem::path root() const { return dir.path() / "vol"; }
     std::filesystem::path target() const { return dir.path() / "esp"; }
-    HelperSyncResult sync(HelperSyncOptions options = {}) { return sync_helper(root_fd.get(), volume, config, target(), options); }
-    HelperVerdict check(bool deep = true) { return check_helper(root_fd.get(), config, target(), deep); }
+    HelperSyncResult sync(HelperSyncOptions options = {}) { return sync_helper(root_fd.get(), volume, config, HelperTarget{target(), require_mount}, options); }
+    HelperVerdict check(bool deep = true) { return check_helper(root_fd.get(), config, HelperTarget{target(), require_mount}, deep); }
 
     TempDir dir;
     VolumeConfig config;
     Volume volume;
     UniqueFd root_fd;
+    bool require_mount = false;
 };
 
 TEST_F(HelperSync, FirstSyncCopiesEverythingAndIsClean) {
@@ -160,6 +161,97 @@ TEST_F(HelperSync, NoRoomLeavesTheHelperUntouched) {
         auto after = read_live_pointer(target());
         if (!before || !after || after->generation != before->generation || after->slot != before->slot) code |= 32;
         if (std::filesystem::exists(target() / "volwatch/slot-b")) code |= 64;
+        ::_exit(code);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "bit flags of failed checks";
+}
+
+TEST_F(HelperSync, RequireMountRefusesADirectoryThatIsNoMountPoint) {
+    auto mount = probe_helper_mount(target());
+    ASSERT_TRUE(mount);
+    if (mount->mount_root) GTEST_SKIP() << "the temporary directory is itself a mount point";
+    require_mount = true;
+    auto verdict = check();
+    EXPECT_EQ(verdict.state, CacheState::error);
+    EXPECT_EQ(verdict.reason.rfind("not mounted? ", 0), 0u) << verdict.reason;
+    auto result = sync();
+    EXPECT_EQ(result.outcome, HelperOutcome::failed);
+    EXPECT_EQ(result.message.rfind("not mounted? ", 0), 0u) << result.message;
+    EXPECT_FALSE(std::filesystem::exists(target() / "volwatch"));
+    require_mount = false;
+    EXPECT_EQ(sync().outcome, HelperOutcome::updated);
+}
+
+TEST(HelperMountProblem, DecidesFromTheLastSyncAndTheTargetNow) {
+    const std::filesystem::path esp = "/boot/efi";
+    HelperMount mounted{true, "4d44:0000000100000002"};
+    HelperMount bare{false, "ef53:0000000300000004"};
+    Bootstamp was_mounted;
+    was_mounted.generation = 7;
+    was_mounted.mount_root = true;
+    was_mounted.filesystem = mounted.filesystem;
+    Bootstamp was_bare = was_mounted;
+    was_bare.mount_root = false;
+    Bootstamp old_stamp = was_mounted;  // written before volwatch recorded mounts
+    old_stamp.mount_root.reset();
+    old_stamp.filesystem.clear();
+
+    EXPECT_EQ(helper_mount_problem(esp, mounted, was_mounted, false, true, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, was_mounted, false, false, false),
+              "not mounted? /boot/efi was a mount point at the last sync (generation 7) and is not one now");
+    // --force never writes into a bare mount-point directory.
+    EXPECT_NE(helper_mount_problem(esp, bare, was_mounted, false, true, true), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, was_bare, false, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, old_stamp, false, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, false, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, true, false, false),
+              "not mounted? /boot/efi is not a mount point (require_mount = true in the host config)");
+    EXPECT_EQ(helper_mount_problem(esp, mounted, std::nullopt, true, false, false), "");
+    // Another file system mounted there: fine if it carries our slots (the
+    // same disk under another device number), an error if not, unless forced.
+    HelperMount other{true, "ef53:0000000500000006"};
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, true, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, false, false).rfind("not mounted? /boot/efi is another file system", 0), 0u);
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, false, true), "");
+}
+
+TEST(Bootstamp, KeepsTheMountStateAndReadsOldStampsWithoutIt) {
+    Bootstamp stamp;
+    stamp.target = "/boot/efi";
+    stamp.generation = 3;
+    stamp.mount_root = true;
+    stamp.filesystem = "4d44:0000000100000002";
+    auto parsed = parse_bootstamp(format_bootstamp(stamp));
+    ASSERT_TRUE(parsed);
+    EXPECT_EQ(parsed->mount_root, std::optional<bool>(true));
+    EXPECT_EQ(parsed->filesystem, stamp.filesystem);
+    auto old = parse_bootstamp(R"({"version":1,"target":"/boot/efi","generation":2,"files":{}})");
+    ASSERT_TRUE(old);
+    EXPECT_FALSE(old->mount_root);
+    EXPECT_EQ(old->filesystem, "");
+}
+
+TEST_F(HelperSync, AHelperUnmountedSinceTheLastSyncIsAnErrorAndItsDirectoryIsLeftAlone) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs in a private mount namespace";
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        int code = 0;
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(2);
+        if (::mount("tmpfs", target().c_str(), "tmpfs", 0, "size=4m") != 0) ::_exit(3);
+        if (sync().outcome != HelperOutcome::updated) code |= 4;
+        if (check().state != CacheState::clean) code |= 8;
+        if (::umount(target().c_str()) != 0) ::_exit(5);
+        auto verdict = check();
+        if (verdict.state != CacheState::error || verdict.reason.rfind("not mounted? ", 0) != 0) code |= 16;
+        HelperSyncOptions force;
+        force.force = true;
+        auto result = sync(force);
+        if (result.outcome != HelperOutcome::failed || result.message.rfind("not mounted? ", 0) != 0) code |= 32;
+        if (!std::filesystem::is_empty(target())) code |= 64;
         ::_exit(code);
     }
     int status = 0;

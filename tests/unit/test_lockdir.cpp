@@ -327,6 +327,50 @@ TEST_F(LockDirTest, AcquireReleaseAndTheOwnerRule) {
     EXPECT_TRUE(release_volume_lock(dir, "uuid-1", stranger));
 }
 
+TEST_F(LockDirTest, AnAddedOwnerKeepsTheLockHeldAfterTheHolderDies) {
+    LockDir dir = open_dir();
+    Child holder, command;
+    ProcessIdentity h = holder.identity(), c = command.identity();
+    ASSERT_TRUE(acquire_volume_lock(dir, "uuid-1", request_for({h})));
+    EXPECT_EQ(add_lock_owner(dir, "uuid-2", h, c).problem().code, ExitCode::not_locked);
+    EXPECT_EQ(add_lock_owner(dir, "uuid-1", ProcessIdentity{1, 1, "boot"}, c).problem().code, ExitCode::not_owner);
+    auto added = add_lock_owner(dir, "uuid-1", h, c);
+    ASSERT_TRUE(added) << added.problem().message;
+    EXPECT_EQ(added->owners, (std::vector<ProcessIdentity>{h, c}));  // the holder stays the one named
+    auto twice = add_lock_owner(dir, "uuid-1", h, c);
+    ASSERT_TRUE(twice);
+    EXPECT_EQ(twice->owners.size(), 2u);
+
+    holder.kill();  // as kill -9 of vrebuild while its rebuilder runs
+    ProcessIdentity me = self_identity();
+    auto busy = acquire_volume_lock(dir, "uuid-1", request_for({me}));
+    ASSERT_FALSE(busy);
+    EXPECT_EQ(busy.problem().code, ExitCode::busy);
+    EXPECT_NE(busy.problem().message.find("pid " + std::to_string(c.pid)), std::string::npos) << busy.problem().message;
+
+    command.kill();
+    auto grant = acquire_volume_lock(dir, "uuid-1", request_for({me}));
+    ASSERT_TRUE(grant) << grant.problem().message;
+    EXPECT_EQ(grant->record.failures, 1);  // nobody unlocked: a failed update
+}
+
+TEST_F(LockDirTest, RemovingAnAddedOwnerNeverFreesTheLock) {
+    LockDir dir = open_dir();
+    Child command;
+    ProcessIdentity me = self_identity(), c = command.identity();
+    ASSERT_TRUE(acquire_volume_lock(dir, "uuid-1", request_for({me})));
+    ASSERT_TRUE(add_lock_owner(dir, "uuid-1", me, c));
+    auto removed = remove_lock_owner(dir, "uuid-1", c);
+    ASSERT_TRUE(removed) << removed.problem().message;
+    EXPECT_EQ(removed->owners, std::vector<ProcessIdentity>{me});
+    auto last = remove_lock_owner(dir, "uuid-1", me);
+    ASSERT_TRUE(last);
+    EXPECT_EQ(last->owners, std::vector<ProcessIdentity>{me});
+    ReleaseRequest release;
+    release.requesters = {me};
+    EXPECT_TRUE(release_volume_lock(dir, "uuid-1", release));
+}
+
 TEST_F(LockDirTest, AWaiterWakesWhenTheOwnerDies) {
     LockDir dir = open_dir();
     Child owner;

@@ -33,8 +33,14 @@ struct Rebuilder {
 struct HelperMapping {
     std::string volume;  // a path inside the volume, or "UUID=..."
     std::vector<std::filesystem::path> targets;
+    bool require_mount = false;  // a target that is not a mount point is an error, even before the first sync
     int line = 0;
 };
+
+/// The file that seals a helper slot (docs/helpers.md). A helper file may not
+/// be named like it, nor like its temporary (".MANIFEST.json.tmp.PID"), in
+/// any letter case: vfat helpers fold case.
+inline constexpr const char* helper_manifest_name = "MANIFEST.json";
 
 struct HostConfig {
     std::filesystem::path source;  // the file it came from; empty for built-in defaults

@@ -36,9 +36,12 @@ struct HelperSyncOptions {
 };
 
 /// Brings helper `target` of the volume at `root_fd` up to date with the
-/// config's helper files. Refuses (leaving the helper untouched) when the
-/// target is missing or lacks room for the new set beside the live one.
+/// config's helper files, recording in the bootstamp whether the target was
+/// a mount point and its file system. Refuses (leaving the helper and the
+/// directory under it untouched) when the target is missing, not mounted
+/// (helper_mount_problem; --force allows only a new file system) or lacks
+/// room for the new set beside the live one.
 [[nodiscard]] HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config,
-                                           const std::filesystem::path& target, const HelperSyncOptions& options);
+                                           const HelperTarget& target, const HelperSyncOptions& options);
 
 }  // namespace volwatch

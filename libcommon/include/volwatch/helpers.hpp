@@ -44,7 +44,29 @@ struct Bootstamp {
     std::string target;
     std::uint64_t generation = 0;
     std::map<std::string, StampedFile> files;
+    std::optional<bool> mount_root;  // whether the target was a mount point at this sync (absent in old stamps)
+    std::string filesystem;          // its file system at this sync, as HelperMount::filesystem
 };
+
+/// What a helper target is at the moment: its own mount or a directory of
+/// its parent's file system (an unmounted ESP is a bare /boot/efi on /).
+struct HelperMount {
+    bool mount_root = false;
+    std::string filesystem;  // "<f_type>:<f_fsid>" in hex, from statfs(2)
+};
+/// Probes `target` (triggering an automount, as a copy would). Mount roots
+/// come from statx STATX_ATTR_MOUNT_ROOT, else from st_dev differing from
+/// the parent's. nullopt when the target cannot be examined.
+[[nodiscard]] std::optional<HelperMount> probe_helper_mount(const std::filesystem::path& target);
+
+/// Why helper `target` must not be used now, beginning "not mounted?", or ""
+/// when it may: it is not a mount point although `require_mount` is set or it
+/// was one at the last sync (`stamp`), or it is another file system than at
+/// the last sync and holds no volwatch slot (`has_slot`) unless
+/// `allow_new_filesystem` (vrebuild --force: a replaced disk).
+[[nodiscard]] std::string helper_mount_problem(const std::filesystem::path& target, const HelperMount& now,
+                                               const std::optional<Bootstamp>& stamp, bool require_mount, bool has_slot,
+                                               bool allow_new_filesystem);
 
 struct HelperManifest {
     std::string volume;
@@ -73,9 +95,18 @@ struct LivePointer {
 [[nodiscard]] std::string format_manifest(const HelperManifest& manifest);
 [[nodiscard]] std::optional<HelperManifest> parse_manifest(std::string_view text);
 
+/// A helper target as the host config names it.
+struct HelperTarget {
+    std::filesystem::path path;
+    bool require_mount = false;  // [[helpers]] require_mount
+};
+
 /// The helper targets the host config assigns to `volume` (matched by
 /// "UUID=..." or by a path that resolves inside the volume's root).
-[[nodiscard]] std::vector<std::filesystem::path> helper_targets_for(const Volume& volume, const HostConfig& host);
+[[nodiscard]] std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostConfig& host);
+
+/// The bootstamp of helper `target` on the volume at `root_fd`, if readable.
+[[nodiscard]] std::optional<Bootstamp> read_bootstamp(int root_fd, const std::filesystem::path& target);
 
 struct HelperVerdict {
     std::filesystem::path target;
@@ -85,8 +116,10 @@ struct HelperVerdict {
 };
 
 /// Checks helper `target` of the volume at `root_fd` against its bootstamp
-/// and its own manifest. `verify_content` also hashes the copies on the helper.
-[[nodiscard]] HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const std::filesystem::path& target,
+/// and its own manifest. `verify_content` also hashes the copies on the
+/// helper. A target that is missing, or not mounted (helper_mount_problem),
+/// is an error, never clean.
+[[nodiscard]] HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const HelperTarget& target,
                                          bool verify_content);
 
 }  // namespace volwatch

@@ -207,6 +207,19 @@ struct ReleaseRequest {
 [[nodiscard]] Result<LockRecord> release_volume_lock(const LockDir& dir, std::string_view volume_id,
                                                      const ReleaseRequest& request, const LockLog& log = {});
 
+/// Adds `owner` to the owners of the lock of `volume_id`, which `holder` must
+/// own: a command the holder runs under the lock (vrebuild's rebuilder, as
+/// vlock's CMD) then keeps it held if the holder dies. Fails with not_locked,
+/// or not_owner when `holder` does not own it. Returns the record as written.
+[[nodiscard]] Result<LockRecord> add_lock_owner(const LockDir& dir, std::string_view volume_id,
+                                                const ProcessIdentity& holder, const ProcessIdentity& owner);
+
+/// Removes `owner` (added by add_lock_owner) from the owners of the lock of
+/// `volume_id` again, if it is there and another owner remains; never frees
+/// the lock. Returns the record as it is afterwards.
+[[nodiscard]] Result<LockRecord> remove_lock_owner(const LockDir& dir, std::string_view volume_id,
+                                                   const ProcessIdentity& owner);
+
 /// Counts one automatic rebuild launch (vwatch) and returns the record;
 /// gave_up is set once max_attempts is reached.
 [[nodiscard]] Result<LockRecord> record_attempt(const LockDir& dir, std::string_view volume_id,

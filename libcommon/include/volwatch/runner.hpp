@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,10 @@ struct RunSpec {
     std::string prefix;                  // put before every output line, e.g. "initramfs: "
     int output_fd = 2;                   // where prefixed output goes
     int interrupt_fd = -1;               // readable (a signalfd): stop the command as at a timeout
+    // Called with the child's pid after the fork, before the command runs:
+    // the child waits for it to return, and never runs if this process
+    // dies first (vrebuild makes the rebuilder an owner of its lock here).
+    std::function<void(pid_t)> on_start;
 };
 
 struct RunResult {
