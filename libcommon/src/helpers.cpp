@@ -9,6 +9,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/digest.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -126,7 +128,7 @@ std::string bootstamp_relpath(const fs::path& target) {
 std::string format_bootstamp(const Bootstamp& stamp) {
     nlohmann::json json = {{"version", 1}, {"target", stamp.target}, {"generation", stamp.generation},
                            {"files", files_json(stamp.files, true)}};
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
@@ -147,7 +149,7 @@ std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
 std::string format_manifest(const HelperManifest& manifest) {
     nlohmann::json json = {{"version", 1}, {"volume", manifest.volume}, {"generation", manifest.generation},
                            {"files", files_json(manifest.files, false)}};
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<HelperManifest> parse_manifest(std::string_view text) {

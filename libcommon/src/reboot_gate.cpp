@@ -16,6 +16,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/fd.hpp"
 #include "volwatch/lockdir.hpp"
 #include "volwatch/log.hpp"
@@ -238,11 +240,10 @@ private:
         std::string who = holder && *holder ? fmt::format(" (held by pid {})", (*holder)->pid) : "";
         if (!options_.quiet) err_ << "vrebootgate: reboot already in progress" << who << "; proceed\n";
         if (options_.json)
-            out_ << nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
-                                    {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
-                                    {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
-                                    {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}})
-                        .dump(2)
+            out_ << json_text(nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
+                                              {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
+                                              {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
+                                              {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}}), 2)
                  << '\n';
         return ExitCode::reboot_already;
     }
@@ -355,11 +356,10 @@ private:
         for (const auto& x : e.excepted)
             excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
         ExitCode code = granted ? ExitCode::ok : ExitCode::busy;
-        out_ << nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
-                                {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
-                                {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
-                                {"exit_code", to_int(code)}})
-                    .dump(2)
+        out_ << json_text(nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
+                                          {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
+                                          {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
+                                          {"exit_code", to_int(code)}}), 2)
              << '\n';
     }
 
@@ -395,9 +395,8 @@ ExitCode gate_status(const GateOptions& options, const HostConfig& host, const L
             blockers.push_back({{"root", b.volume.root.string()}, {"id", b.volume.id.value}, {"reason", b.reason}, {"locked", b.locked}});
         for (const auto& x : e.excepted)
             excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
-        out << nlohmann::json({{"version", 1}, {"held", held.has_value()}, {"holder", holder}, {"blockers", blockers},
-                               {"excepted", excepted}})
-                   .dump(2)
+        out << json_text(nlohmann::json({{"version", 1}, {"held", held.has_value()}, {"holder", holder}, {"blockers", blockers},
+                                         {"excepted", excepted}}), 2)
             << '\n';
     } else if (!options.quiet) {
         if (held) {

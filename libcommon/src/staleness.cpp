@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/digest.hpp"
 #include "volwatch/duration.hpp"
 #include "volwatch/fsutil.hpp"
@@ -353,7 +355,7 @@ std::string format_build_record(const BuildRecord& record) {
         {"present_sources", record.present_sources},
         {"config_digest", record.config_digest},
     };
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<BuildRecord> parse_build_record(std::string_view text) {

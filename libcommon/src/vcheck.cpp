@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/duration.hpp"
 #include "volwatch/report.hpp"
 
@@ -116,7 +118,7 @@ void render_json(const std::vector<VolumeReport>& reports, const std::vector<Unk
                           {"errors", errors},
                           {"exit_code", to_int(code)},
                           {"exit_status", std::string(exit_code_name(code))}};
-    out << doc.dump(2) << '\n';
+    out << json_text(doc, 2) << '\n';
 }
 
 void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& out) {

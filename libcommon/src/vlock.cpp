@@ -20,6 +20,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/lockdir.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/volume.hpp"
@@ -236,7 +238,7 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
         json document = {{"lock_dir", host->lock_dir.string()},
                          {"reboot", {{"held", reboot_holder.has_value()}, {"holder", reboot_json}}},
                          {"volumes", volumes}};
-        out << document.dump(2) << '\n';
+        out << json_text(document, 2) << '\n';
         return ExitCode::ok;
     }
     for (const auto& entry : entries) render_record(entry.volume_id, entry.record, limits, out);
@@ -253,9 +255,8 @@ ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions
     err << fmt::format("vlock: {}: {}\n", target.shown, problem.message);
     ExitCode code = problem.code == ExitCode::busy ? static_cast<ExitCode>(options.conflict_exit_code) : problem.code;
     if (options.json)
-        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
-                    {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}}
-                   .dump()
+        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
+                              {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}})
             << '\n';
     return code;
 }
@@ -414,9 +415,8 @@ ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream&
     }
     retire_watch(std::move(grant->watch));
     if (options.json)
-        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
-                    {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}}
-                   .dump()
+        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
+                              {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}})
             << '\n';
     return ExitCode::ok;
 }

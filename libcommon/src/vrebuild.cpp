@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/fd.hpp"
 #include "volwatch/helper_sync.hpp"
 #include "volwatch/lockdir.hpp"
@@ -394,7 +396,7 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<Ar
     for (const auto& e : errors) error_list.push_back({{"argument", e.argument}, {"message", e.message}});
     nlohmann::json doc = {{"version", 1}, {"dry_run", dry_run}, {"volumes", volumes}, {"errors", error_list},
                           {"exit_code", to_int(code)}, {"exit_status", std::string(exit_code_name(code))}};
-    out << doc.dump(2) << '\n';
+    out << json_text(doc, 2) << '\n';
 }
 
 }  // namespace

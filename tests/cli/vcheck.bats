@@ -82,6 +82,26 @@ assert doc["volumes"][0]["state"] == "stale"
 PY
 }
 
+@test "--json survives a source file name that is not UTF-8, for every volume" {
+    make_product_fresh
+    mkdir -p "$SANDBOX/other/etc/volwatch"
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\", \"$SANDBOX/other\"]|" "$HOST"
+    sleep 2.1
+    echo "module x" > "$VOL/src/modules/kernel/"$'bad\xffname.ko'
+    run "$VCHECK" --json --all
+    [ "$status" -eq 1 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+doc = json.load(sys.stdin)
+assert len(doc["volumes"]) == 2, doc
+v = doc["volumes"][0]
+assert v["state"] == "stale", v
+reason = v["caches"][0]["reason"]
+assert "src/modules/kernel/bad\ufffdname.ko is" in reason, reason
+assert doc["exit_code"] == 1
+'
+}
+
 @test "--format=prometheus prints valid gauge families" {
     run "$VCHECK" --format=prometheus "$VOL"
     [ "$status" -eq 1 ]
