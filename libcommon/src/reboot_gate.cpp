@@ -401,15 +401,16 @@ ExitCode gate_status(const GateOptions& options, const HostConfig& host, const L
     } else if (!options.quiet) {
         if (held) {
             auto owner = held->live_owner();
-            out << fmt::format("reboot lock held by pid {} ({}) since {}\n", owner ? owner->pid : 0, held->command,
-                               format_clock(held->since));
+            out << escape_for_terminal(fmt::format("reboot lock held by pid {} ({}) since {}", owner ? owner->pid : 0,
+                                                   held->command, format_clock(held->since)))
+                << '\n';
         } else if (e.blockers.empty()) {
             out << "reboot lock free; nothing blocks it\n";
         } else {
             out << "reboot lock free; blocked by:\n";
-            for (const auto& b : e.blockers) out << fmt::format("  {}: {}\n", b.volume.root.string(), b.reason);
+            for (const auto& b : e.blockers) out << escape_for_terminal(fmt::format("  {}: {}", b.volume.root.string(), b.reason)) << '\n';
         }
-        for (const auto& x : e.excepted) out << fmt::format("  excepted: {}: {}\n", x.volume.root.string(), x.reason);
+        for (const auto& x : e.excepted) out << escape_for_terminal(fmt::format("  excepted: {}: {}", x.volume.root.string(), x.reason)) << '\n';
     }
     return held || e.blockers.empty() ? ExitCode::ok : ExitCode::busy;
 }
@@ -429,7 +430,7 @@ ExitCode gate_release(const LockDir& dir, bool quiet, std::ostream& err) {
         if (!quiet) err << "vrebootgate: the reboot lock is not held\n";
         return ExitCode::not_locked;
     }
-    if (!quiet) err << fmt::format("vrebootgate: released the reboot lock held by pid {}\n", was->pid);
+    if (!quiet) err << escape_for_terminal(fmt::format("vrebootgate: released the reboot lock held by pid {}", was->pid)) << '\n';
     return ExitCode::ok;
 }
 

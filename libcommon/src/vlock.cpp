@@ -145,7 +145,7 @@ std::string join(const std::vector<std::string>& words) {
 }
 
 LockLog logger(std::ostream& err, const std::string& program, const std::string& shown) {
-    return [&err, program, shown](const std::string& note) { err << fmt::format("{}: {}: {}\n", program, shown, note); };
+    return [&err, program, shown](const std::string& note) { err << escape_for_terminal(fmt::format("{}: {}: {}", program, shown, note)) << '\n'; };
 }
 
 int status_of(int wait_status) {
@@ -191,19 +191,21 @@ json record_json(const std::string& id, const LockRecord& record, const LockLimi
 
 void render_record(const std::string& id, const LockRecord& record, const LockLimits& limits, std::ostream& out) {
     auto holder = record.live_owner();
-    out << fmt::format("{} {}\n", record.volume.empty() ? "-" : record.volume, id);
+    out << escape_for_terminal(fmt::format("{} {}", record.volume.empty() ? "-" : record.volume, id)) << '\n';
     if (holder)
-        out << fmt::format("  locked by {} since {} ({})\n", describe_process(holder->pid, record.command),
-                           format_clock(record.since), record.purpose.empty() ? "no purpose given" : record.purpose);
+        out << escape_for_terminal(fmt::format("  locked by {} since {} ({})", describe_process(holder->pid, record.command),
+                                               format_clock(record.since),
+                                               record.purpose.empty() ? "no purpose given" : record.purpose))
+            << '\n';
     else if (!record.owners.empty())
-        out << fmt::format("  abandoned: {} exited without unlocking\n", describe_process(record.owners.front().pid, record.command));
+        out << escape_for_terminal(fmt::format("  abandoned: {} exited without unlocking", describe_process(record.owners.front().pid, record.command))) << '\n';
     else
         out << "  free\n";
     for (const auto& owner : record.owners)
-        out << fmt::format("  owner pid {} {}\n", owner.pid, is_alive(owner) ? "alive" : "dead");
+        out << escape_for_terminal(fmt::format("  owner pid {} {}", owner.pid, is_alive(owner) ? "alive" : "dead")) << '\n';
     int position = 0;
     for (const auto& waiter : record.waiters)
-        out << fmt::format("  waiter {} pid {} {}\n", ++position, waiter.who.pid, is_alive(waiter.who) ? "alive" : "dead");
+        out << escape_for_terminal(fmt::format("  waiter {} pid {} {}", ++position, waiter.who.pid, is_alive(waiter.who) ? "alive" : "dead")) << '\n';
     out << fmt::format("  failures {} of {}, attempts {} of {}, last status {}, last success {}{}\n", record.failures,
                        limits.max_failures, record.attempts, limits.max_attempts, record.last_status,
                        record.last_success > 0 ? format_clock(record.last_success) : "never",
@@ -213,7 +215,7 @@ void render_record(const std::string& id, const LockRecord& record, const LockLi
 ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream& err) {
     auto host = load_host_config(options.host);
     if (!host) {
-        err << "vlock: " << host.problem().message << '\n';
+        err << "vlock: " << escape_for_terminal(host.problem().message) << '\n';
         return host.problem().code;
     }
     std::optional<std::string> only;
@@ -243,8 +245,10 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
     }
     for (const auto& entry : entries) render_record(entry.volume_id, entry.record, limits, out);
     if (reboot_holder)
-        out << fmt::format("reboot lock: held by {} since {}\n", describe_process(reboot_holder->pid, reboot.command),
-                           format_clock(reboot.since));
+        out << escape_for_terminal(fmt::format("reboot lock: held by {} since {}",
+                                               describe_process(reboot_holder->pid, reboot.command),
+                                               format_clock(reboot.since)))
+            << '\n';
     else
         out << "reboot lock: free\n";
     return ExitCode::ok;
@@ -252,7 +256,7 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
 
 ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions& options, std::ostream& out,
                 std::ostream& err) {
-    err << fmt::format("vlock: {}: {}\n", target.shown, problem.message);
+    err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, problem.message)) << '\n';
     ExitCode code = problem.code == ExitCode::busy ? static_cast<ExitCode>(options.conflict_exit_code) : problem.code;
     if (options.json)
         out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
@@ -364,7 +368,7 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
-        err << fmt::format("vlock: {}: {}\n", target.shown, released.problem().message);
+        err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)) << '\n';
     return static_cast<ExitCode>(status);
 }
 

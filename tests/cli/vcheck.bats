@@ -102,6 +102,28 @@ assert doc["exit_code"] == 1
 '
 }
 
+@test "control characters and bad UTF-8 from the volume reach the terminal escaped" {
+    make_product_fresh
+    sleep 2.1
+    echo "module y" > "$VOL/src/modules/kernel/"$'a\033[2Jb\rc.ko'
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *'src/modules/kernel/a\x1b[2Jb\rc.ko is'* ]]
+    [[ "$output" != *$'\033'* && "$output" != *$'\r'* ]]
+    rm "$VOL/src/modules/kernel/"$'a\033[2Jb\rc.ko'
+    echo "module x" > "$VOL/src/modules/kernel/"$'bad\xffname.ko'
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *'src/modules/kernel/bad\xffname.ko is'* ]]
+    # Strings from the untrusted volume config, and arguments echoed on stderr.
+    sed -i 's|sources = \["src"\]|sources = ["/\\u001b[31mRED"]|' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" "$VOL" $'/nonexistent\033[31m'
+    [ "$status" -eq 66 ]
+    [[ "$output" == *'\x1b[31mRED'* ]]
+    [[ "$output" == *'vcheck: /nonexistent\x1b[31m: '* ]]
+    [[ "$output" != *$'\033'* ]]
+}
+
 @test "--format=prometheus prints valid gauge families" {
     run "$VCHECK" --format=prometheus "$VOL"
     [ "$status" -eq 1 ]
