@@ -133,17 +133,22 @@ std::string joined_key(std::string_view prefix, std::string_view key) {
     return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
 }
 
+// [A-Za-z0-9][A-Za-z0-9._+-]{0,63}. The first character matters: {cache}
+// hands the name to a host rebuilder as one argument, and "--force" or "-rf"
+// there would be read as an option chosen by the untrusted volume.
 bool valid_name(std::string_view name) {
-    if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
-    return std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-               c == '_' || c == '-';
-    });
+    auto alphanumeric = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+    if (name.empty() || name.size() > 64 || !alphanumeric(name.front())) return false;
+    return std::all_of(name.begin(), name.end(),
+                       [&](char c) { return alphanumeric(c) || c == '.' || c == '_' || c == '+' || c == '-'; });
 }
+
+constexpr std::string_view name_rule =
+    "must start with a letter or digit and may use only letters, digits, '.', '_', '+' and '-' (1 to 64)";
 
 Rebuilder read_rebuilder(const Reader& reader, std::string_view name, const toml::node& node) {
     std::string key = fmt::format("rebuilders.{}", name);
-    if (!valid_name(name)) reader.fail(node.source(), key, "a rebuilder name may use only letters, digits, '.', '_' and '-'");
+    if (!valid_name(name)) reader.fail(node.source(), key, fmt::format("a rebuilder name {}", name_rule));
     const toml::table& table = reader.table(node, key);
     Rebuilder rebuilder;
     rebuilder.name = std::string(name);
@@ -254,7 +259,7 @@ CacheSpec read_cache(const Reader& reader, std::size_t index, const toml::node& 
         if (k == "name") {
             cache.name = reader.string(v, sub);
             if (!valid_name(cache.name))
-                reader.fail(v.source(), sub, fmt::format("\"{}\": a cache name may use only letters, digits, '.', '_' and '-' (1 to 64)", cache.name));
+                reader.fail(v.source(), sub, fmt::format("\"{}\": a cache name {}", cache.name, name_rule));
             has_name = true;
         } else if (k == "sources") {
             const auto* array = v.as_array();

@@ -325,6 +325,16 @@ TEST_F(ConfigTest, HostUnknownKeyTopLevel) {
                            "host.toml:3: watch: unknown key"));
 }
 
+TEST_F(ConfigTest, HostRebuilderNamesFollowTheNameRule) {
+    EXPECT_TRUE(parse_host("[rebuilders]\n\"g++\" = { argv = [\"true\"] }").ok());
+    for (const char* name : {"\"-x\"", "\".x\"", "\"a b\""}) {
+        EXPECT_TRUE(fails_containing(parse_host(fmt::format("[rebuilders]\n{} = {{ argv = [\"true\"] }}", name)),
+                                     ExitCode::bad_host_config,
+                                     {"host.toml:2: rebuilders.", "a rebuilder name must start with a letter or digit"}))
+            << name;
+    }
+}
+
 TEST_F(ConfigTest, HostUnknownKeyInRebuilder) {
     EXPECT_TRUE(fails_with(parse_host("[rebuilders]\nx = { argv = [\"true\"], shell = true }"),
                            ExitCode::bad_host_config, "host.toml:2: rebuilders.x.shell: unknown key"));
@@ -823,18 +833,27 @@ TEST_F(ConfigTest, VolumeCacheNames) {
                                         "rebuild = \"ldconfig\"",
                                         name_toml));
     };
-    for (const char* good : {"\"a\"", "\"ld.so.cache\"", "\"A-Z_0.9\"", "\"...\""}) {
+    for (const char* good : {"\"a\"", "\"ld.so.cache\"", "\"A-Z_0.9\"", "\"9lives\"", "\"g++-12\"", "\"x-\""}) {
         auto config = with_name(good);
         EXPECT_TRUE(config.ok()) << good << ": " << config.problem().message;
     }
     EXPECT_TRUE(with_name(fmt::format("\"{}\"", std::string(64, 'n'))).ok());
     std::vector<std::string> bad = {"",   "a b", "../x", "a/b", "..", ".", "x\\u00e9", "tab\\t",
-                                    std::string(65, 'n'), "semi;colon", "$(id)"};
+                                    std::string(65, 'n'), "semi;colon", "$(id)", "...", "a=b", "a,b"};
     for (const auto& name : bad) {
         auto config = with_name(fmt::format("\"{}\"", name));
         EXPECT_TRUE(fails_containing(config, ExitCode::bad_volume_config,
-                                     {"vol.toml:3: cache[0].name: ", "a cache name may use only letters, digits"}))
+                                     {"vol.toml:3: cache[0].name: ", "a cache name must start with a letter or digit"}))
             << name;
+    }
+    // {cache} hands the name to a host rebuilder as one argument: a leading
+    // '-' would make it an option chosen by the volume.
+    for (const char* option_like : {"--force", "-rf", "-", "--", ".hidden", "_x", "+x"}) {
+        EXPECT_TRUE(fails_with(with_name(fmt::format("\"{}\"", option_like)), ExitCode::bad_volume_config,
+                               fmt::format("vol.toml:3: cache[0].name: \"{}\": a cache name must start with a letter or "
+                                           "digit and may use only letters, digits, '.', '_', '+' and '-' (1 to 64)",
+                                           option_like)))
+            << option_like;
     }
     EXPECT_TRUE(fails_with(with_name("42"), ExitCode::bad_volume_config,
                            "vol.toml:3: cache[0].name: expected a string, found an integer"));
