@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <optional>
 #include <set>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -146,6 +147,24 @@ bool valid_name(std::string_view name) {
 constexpr std::string_view name_rule =
     "must start with a letter or digit and may use only letters, digits, '.', '_', '+' and '-' (1 to 64)";
 
+// The placeholder a "{" at `open` starts, if it is one: "{word}" with word of
+// letters, digits and '_'. A "{" right after "$" is shell syntax (${VAR} in an
+// "sh -c" script), and "{}" or "{a b}" are not placeholders either.
+std::optional<std::string_view> placeholder_at(std::string_view arg, std::size_t open) {
+    if (open > 0 && arg[open - 1] == '$') return std::nullopt;
+    std::size_t close = arg.find('}', open);
+    if (close == std::string_view::npos || close == open + 1) return std::nullopt;
+    std::string_view word = arg.substr(open + 1, close - open - 1);
+    bool is_word = std::all_of(word.begin(), word.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+    return is_word ? std::optional<std::string_view>(word) : std::nullopt;
+}
+
+bool is_placeholder(std::string_view word) {
+    return word == "root" || word == "volume" || word == "cache" || word == "product";
+}
+
 Rebuilder read_rebuilder(const Reader& reader, std::string_view name, const toml::node& node) {
     std::string key = fmt::format("rebuilders.{}", name);
     if (!valid_name(name)) reader.fail(node.source(), key, fmt::format("a rebuilder name {}", name_rule));
@@ -158,6 +177,18 @@ Rebuilder read_rebuilder(const Reader& reader, std::string_view name, const toml
         if (k == "argv") {
             rebuilder.argv = reader.strings(v, sub, false);
             if (rebuilder.argv.front().empty()) reader.fail(v.source(), sub, "the command (argv[0]) is empty");
+            // A typo such as {prodcut} would otherwise run with the literal text.
+            for (std::size_t i = 0; i < rebuilder.argv.size(); ++i) {
+                const std::string& arg = rebuilder.argv[i];
+                for (std::size_t open = arg.find('{'); open != std::string::npos; open = arg.find('{', open + 1)) {
+                    auto word = placeholder_at(arg, open);
+                    if (word && !is_placeholder(*word))
+                        reader.fail((*v.as_array())[i].source(), fmt::format("{}[{}]", sub, i),
+                                    fmt::format("unknown placeholder {{{}}} in \"{}\"; the placeholders are {{root}}, "
+                                                "{{volume}}, {{cache}} and {{product}}",
+                                                *word, arg));
+                }
+            }
             has_argv = true;
         } else if (k == "timeout") {
             rebuilder.timeout = reader.duration(v, sub);

@@ -335,6 +335,23 @@ TEST_F(ConfigTest, HostRebuilderNamesFollowTheNameRule) {
     }
 }
 
+TEST_F(ConfigTest, HostRebuilderUnknownPlaceholder) {
+    EXPECT_TRUE(fails_with(parse_host("[rebuilders]\nx = { argv = [\"mk\", \"-o\", \"{prodcut}\"] }"),
+                           ExitCode::bad_host_config,
+                           "host.toml:2: rebuilders.x.argv[2]: unknown placeholder {prodcut} in \"{prodcut}\"; the "
+                           "placeholders are {root}, {volume}, {cache} and {product}"));
+    EXPECT_TRUE(fails_containing(parse_host("[rebuilders.x]\nargv = [\n  \"mk\",\n  \"--root={root}/{bogus}\",\n]"),
+                                 ExitCode::bad_host_config,
+                                 {"host.toml:4: rebuilders.x.argv[1]: unknown placeholder {bogus}"}));
+    EXPECT_TRUE(fails_containing(parse_host("[rebuilders]\nx = { argv = [\"{ROOT}\"] }"), ExitCode::bad_host_config,
+                                 {"host.toml:2: rebuilders.x.argv[0]: unknown placeholder {ROOT}"}));
+    // Not placeholders: shell ${VAR}, find's {}, braces around other text.
+    auto host = parse_host("[rebuilders]\n"
+                           "x = { argv = [\"sh\", \"-c\", 'echo ${HOME} {} {a b} {\"k\": 1}', \"{root}\", "
+                           "\"{{product}}\", \"{cache}{volume}\"] }");
+    EXPECT_TRUE(host.ok()) << host.problem().message;
+}
+
 TEST_F(ConfigTest, HostUnknownKeyInRebuilder) {
     EXPECT_TRUE(fails_with(parse_host("[rebuilders]\nx = { argv = [\"true\"], shell = true }"),
                            ExitCode::bad_host_config, "host.toml:2: rebuilders.x.shell: unknown key"));
