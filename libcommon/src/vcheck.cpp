@@ -165,14 +165,25 @@ void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& o
     out << w.str();
 }
 
+// 66 > 65 > 77 > 1 > 0 (vcheck(1), EXIT STATUS). Taken from the caches, not
+// from the volume's state, so a locked volume with a cache that cannot be
+// checked is not reported as merely stale.
 ExitCode exit_code_for(const std::vector<VolumeReport>& reports, const std::vector<Unknown>& unknown) {
     if (!unknown.empty()) return ExitCode::unknown_volume;
-    bool bad = false, stale = false;
+    bool bad = false, denied = false, stale = false;
     for (const auto& r : reports) {
-        bad |= r.state == VolumeState::config_error;
-        stale |= r.needs_update() && r.state != VolumeState::config_error;
+        bool cache_error = false;
+        for (const auto& cache : r.caches) {
+            if (cache.state != CacheState::error) continue;
+            cache_error = true;
+            if (cache.unreadable) denied = true;
+            else bad = true;
+        }
+        if (r.state == VolumeState::config_error && !cache_error) bad = true;  // the config itself
+        stale |= r.needs_update() && !cache_error && r.state != VolumeState::config_error;
     }
     if (bad) return ExitCode::bad_volume_config;
+    if (denied) return ExitCode::permission;
     if (stale) return ExitCode::stale;
     return ExitCode::ok;
 }

@@ -392,3 +392,34 @@ PY
     [[ "$output" == *"stale"* ]]
     [[ "$output" != *$'\033['* ]]
 }
+
+@test "a directory an ordinary user cannot read is a cache error (77), not a false stale" {
+    [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null || skip "needs root and setpriv(1)"
+    local vrebuild=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
+    mkdir "$VOL/src/private"
+    echo secret > "$VOL/src/private/key"
+    chmod 700 "$VOL/src/private"
+    run "$vrebuild" "$VOL"
+    [ "$status" -eq 0 ]
+    run "$VCHECK" --deep "$VOL"
+    [ "$status" -eq 0 ]
+    nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env VOLWATCH_CONFIG="$HOST" "$@"; }
+    run nobody "$VCHECK" "$VOL"
+    [ "$status" -eq 77 ]
+    [[ "$output" == *"pack  error: cannot read src/private: Permission denied"* ]]
+    [[ "$output" != *"entries then"* ]]
+    run nobody "$VCHECK" --json "$VOL"
+    [ "$status" -eq 77 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+doc = json.load(sys.stdin)
+cache = doc["volumes"][0]["caches"][0]
+assert (cache["state"], cache["reason"]) == ("error", "cannot read src/private: Permission denied"), cache
+assert doc["exit_status"] == "permission-denied", doc
+'
+    # The top of a source unreadable too: the same answer, not "config invalid".
+    chmod 700 "$VOL/src"
+    run nobody "$VCHECK" "$VOL"
+    [ "$status" -eq 77 ]
+    [[ "$output" == *"pack  error: cannot read src: Permission denied"* ]]
+}
