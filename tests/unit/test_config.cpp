@@ -352,6 +352,15 @@ TEST_F(ConfigTest, HostRebuilderUnknownPlaceholder) {
     EXPECT_TRUE(host.ok()) << host.problem().message;
 }
 
+// toml++ 3.3.0 reached __builtin_unreachable() on these (see config.cpp); the
+// sanitizer build (scripts/test.sh --sanitize) catches a regression.
+TEST_F(ConfigTest, NonAsciiWhereWhitespaceMayBeIsAnErrorNotUndefinedBehaviour) {
+    EXPECT_TRUE(fails_containing(parse_volume("\xcf\x92"), ExitCode::bad_volume_config, {"vol.toml:1:1: invalid TOML: "}));
+    EXPECT_TRUE(fails_containing(parse_volume("\xcc\xaa"), ExitCode::bad_volume_config, {"vol.toml:1:1: invalid TOML: "}));
+    EXPECT_TRUE(fails_with(parse_volume("s = \"\"\"\\\n\xc2\xa7\"\"\"\n"), ExitCode::bad_volume_config,
+                           "vol.toml:1: s: unknown key"));
+}
+
 TEST_F(ConfigTest, HostUnknownKeyInRebuilder) {
     EXPECT_TRUE(fails_with(parse_host("[rebuilders]\nx = { argv = [\"true\"], shell = true }"),
                            ExitCode::bad_host_config, "host.toml:2: rebuilders.x.shell: unknown key"));
