@@ -2,6 +2,19 @@
 # PRIVATE into our own targets only, so packagers' flags are never overridden.
 option(VOLWATCH_WERROR "Treat warnings as errors (CI and developer builds)" OFF)
 set(VOLWATCH_SANITIZE "" CACHE STRING "Sanitizers to build with, e.g. address,undefined")
+option(VOLWATCH_BUILD_FUZZERS "Build libFuzzer targets (needs clang); instruments every target for them" OFF)
+
+# A fuzz build instruments every target, volwatch_common (config.cpp and
+# toml++) included, with coverage for libFuzzer and with ASan and UBSan: with
+# only the harness instrumented, the fuzzer is blind inside the parser.
+if(VOLWATCH_BUILD_FUZZERS)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "VOLWATCH_BUILD_FUZZERS needs clang (CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  if(NOT VOLWATCH_SANITIZE)
+    set(VOLWATCH_SANITIZE address,undefined)
+  endif()
+endif()
 
 add_library(volwatch_warnings INTERFACE)
 target_compile_options(volwatch_warnings INTERFACE
@@ -14,6 +27,10 @@ if(VOLWATCH_SANITIZE)
   target_compile_options(volwatch_sanitizers INTERFACE
     -fsanitize=${VOLWATCH_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   target_link_options(volwatch_sanitizers INTERFACE -fsanitize=${VOLWATCH_SANITIZE})
+endif()
+if(VOLWATCH_BUILD_FUZZERS)
+  # Coverage for libFuzzer without its main(); only the fuzz targets link -fsanitize=fuzzer.
+  target_compile_options(volwatch_sanitizers INTERFACE -fsanitize=fuzzer-no-link)
 endif()
 
 # How the programs are linked (DESIGN §10: `vlock VOL -- true` within 1.3

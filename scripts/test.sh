@@ -3,7 +3,8 @@
 # ctest (unit tests and end-to-end tests of the real binaries).
 #   scripts/test.sh               normal build (warnings are errors) in build/
 #   scripts/test.sh --sanitize    AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
-#   scripts/test.sh --fuzz[=SECS] build the libFuzzer target with clang and fuzz for SECS (default 60)
+#   scripts/test.sh --fuzz[=SECS] build the libFuzzer target with clang, volwatch_common instrumented
+#                                 too, in build-fuzz/, and fuzz for SECS (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +15,7 @@ for arg in "$@"; do
         --sanitize) mode=sanitize ;;
         --fuzz) mode=fuzz ;;
         --fuzz=*) mode=fuzz; fuzz_seconds=${arg#--fuzz=} ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
@@ -52,5 +53,9 @@ fuzz)
         exit 1
     fi
     tail -3 "$work/fuzz.log"
+    # Coverage after the seed corpus and at the end: the parser is instrumented,
+    # so the count should keep growing (a flat count means the fuzzer is blind).
+    echo "fuzz: coverage $(grep -m1 -o 'INITED cov: [0-9]*' "$work/fuzz.log" | grep -o '[0-9]*$' || echo '?') after the corpus," \
+        "$(grep -o 'cov: [0-9]*' "$work/fuzz.log" | tail -1 | grep -o '[0-9]*$' || echo '?') at the end"
     ;;
 esac

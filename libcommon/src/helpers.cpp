@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/digest.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -130,7 +132,7 @@ std::string format_bootstamp(const Bootstamp& stamp) {
                            {"files", files_json(stamp.files, true)}};
     if (stamp.mount_root) json["mount_root"] = *stamp.mount_root;
     if (!stamp.filesystem.empty()) json["filesystem"] = stamp.filesystem;
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<Bootstamp> read_bootstamp(int root_fd, const fs::path& target) {
@@ -201,7 +203,7 @@ std::optional<Bootstamp> parse_bootstamp(std::string_view text) {
 std::string format_manifest(const HelperManifest& manifest) {
     nlohmann::json json = {{"version", 1}, {"volume", manifest.volume}, {"generation", manifest.generation},
                            {"files", files_json(manifest.files, false)}};
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<HelperManifest> parse_manifest(std::string_view text) {

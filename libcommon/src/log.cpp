@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "volwatch/output.hpp"
+
 namespace volwatch {
 namespace {
 
@@ -61,11 +63,12 @@ Logger::~Logger() {
 
 void Logger::log(LogLevel level, std::string_view message) {
     if (!enabled(level)) return;
+    std::string shown = escape_for_terminal(message);  // names from a volume may hold escape sequences
     if (target_ == LogTarget::syslog) {
-        ::syslog(syslog_priority(level), "%.*s", static_cast<int>(message.size()), message.data());
+        ::syslog(syslog_priority(level), "%.*s", static_cast<int>(shown.size()), shown.data());
         return;
     }
-    std::string line = fmt::format("{}: {}{}\n", program_, stderr_tag(level), message);
+    std::string line = fmt::format("{}: {}{}\n", program_, stderr_tag(level), shown);
     std::string_view rest(line);
     while (!rest.empty()) {
         ssize_t n = ::write(fd_, rest.data(), rest.size());

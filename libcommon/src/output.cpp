@@ -18,6 +18,73 @@ bool use_color(int fd) {
     return ::isatty(fd) == 1;
 }
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence at the start of `text` (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+std::size_t utf8_sequence_length(std::string_view text, char32_t& code_point) {
+    auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+    unsigned char lead = byte(0);
+    std::size_t length = 0;
+    char32_t minimum = 0;
+    if (lead < 0x80) {
+        code_point = lead;
+        return 1;
+    }
+    if (lead >= 0xc2 && lead <= 0xdf) {
+        length = 2;
+        minimum = 0x80;
+        code_point = lead & 0x1fU;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+        length = 3;
+        minimum = 0x800;
+        code_point = lead & 0x0fU;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+        length = 4;
+        minimum = 0x10000;
+        code_point = lead & 0x07U;
+    } else {
+        return 0;
+    }
+    if (text.size() < length) return 0;
+    for (std::size_t i = 1; i < length; ++i) {
+        if ((byte(i) & 0xc0U) != 0x80) return 0;
+        code_point = (code_point << 6) | (byte(i) & 0x3fU);
+    }
+    if (code_point < minimum || code_point > 0x10ffff || (code_point >= 0xd800 && code_point <= 0xdfff)) return 0;
+    return length;
+}
+
+}  // namespace
+
+std::string escape_for_terminal(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    while (!text.empty()) {
+        char32_t code_point = 0;
+        std::size_t length = utf8_sequence_length(text, code_point);
+        if (length == 0) {
+            out += fmt::format("\\x{:02x}", static_cast<unsigned char>(text[0]));
+            length = 1;
+        } else if (code_point == '\n') {
+            out += "\\n";
+        } else if (code_point == '\t') {
+            out += "\\t";
+        } else if (code_point == '\r') {
+            out += "\\r";
+        } else if (code_point < 0x20 || code_point == 0x7f) {
+            out += fmt::format("\\x{:02x}", static_cast<unsigned>(code_point));
+        } else if (code_point >= 0x80 && code_point <= 0x9f) {
+            // C1 controls: some terminals take U+009B as CSI.
+            out += fmt::format("\\u{:04x}", static_cast<unsigned>(code_point));
+        } else {
+            out.append(text.substr(0, length));
+        }
+        text.remove_prefix(length);
+    }
+    return out;
+}
+
 std::string paint(std::string_view text, Tone tone, bool enabled) {
     if (!enabled) return std::string(text);
     const char* code = "0";

@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/fd.hpp"
 #include "volwatch/lockdir.hpp"
 #include "volwatch/log.hpp"
@@ -259,11 +261,10 @@ private:
         std::string who = holder && *holder ? fmt::format(" (held by pid {})", (*holder)->pid) : "";
         if (!options_.quiet) err_ << "vrebootgate: reboot already in progress" << who << "; proceed\n";
         if (options_.json)
-            out_ << nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
-                                    {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
-                                    {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
-                                    {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}})
-                        .dump(2)
+            out_ << json_text(nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
+                                              {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
+                                              {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
+                                              {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}}), 2)
                  << '\n';
         return ExitCode::reboot_already;
     }
@@ -451,11 +452,10 @@ private:
         for (const auto& x : e.excepted)
             excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
         ExitCode code = granted ? ExitCode::ok : ExitCode::busy;
-        out_ << nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
-                                {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
-                                {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
-                                {"exit_code", to_int(code)}})
-                    .dump(2)
+        out_ << json_text(nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
+                                          {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
+                                          {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
+                                          {"exit_code", to_int(code)}}), 2)
              << '\n';
     }
 
@@ -492,22 +492,22 @@ ExitCode gate_status(const GateOptions& options, const HostConfig& host, const L
             blockers.push_back({{"root", b.volume.root.string()}, {"id", b.volume.id.value}, {"reason", b.reason}, {"locked", b.locked}});
         for (const auto& x : e.excepted)
             excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
-        out << nlohmann::json({{"version", 1}, {"held", held.has_value()}, {"holder", holder}, {"blockers", blockers},
-                               {"excepted", excepted}})
-                   .dump(2)
+        out << json_text(nlohmann::json({{"version", 1}, {"held", held.has_value()}, {"holder", holder}, {"blockers", blockers},
+                                         {"excepted", excepted}}), 2)
             << '\n';
     } else if (!options.quiet) {
         if (held) {
             auto owner = held->live_owner();
-            out << fmt::format("reboot lock held by pid {} ({}) since {}\n", owner ? owner->pid : 0, held->command,
-                               format_clock(held->since));
+            out << escape_for_terminal(fmt::format("reboot lock held by pid {} ({}) since {}", owner ? owner->pid : 0,
+                                                   held->command, format_clock(held->since)))
+                << '\n';
         } else if (e.blockers.empty()) {
             out << "reboot lock free; nothing blocks it\n";
         } else {
             out << "reboot lock free; blocked by:\n";
-            for (const auto& b : e.blockers) out << fmt::format("  {}: {}\n", b.volume.root.string(), b.reason);
+            for (const auto& b : e.blockers) out << escape_for_terminal(fmt::format("  {}: {}", b.volume.root.string(), b.reason)) << '\n';
         }
-        for (const auto& x : e.excepted) out << fmt::format("  excepted: {}: {}\n", x.volume.root.string(), x.reason);
+        for (const auto& x : e.excepted) out << escape_for_terminal(fmt::format("  excepted: {}: {}", x.volume.root.string(), x.reason)) << '\n';
     }
     return held || e.blockers.empty() ? ExitCode::ok : ExitCode::busy;
 }
@@ -527,7 +527,7 @@ ExitCode gate_release(const LockDir& dir, bool quiet, std::ostream& err) {
         if (!quiet) err << "vrebootgate: the reboot lock is not held\n";
         return ExitCode::not_locked;
     }
-    if (!quiet) err << fmt::format("vrebootgate: released the reboot lock held by pid {}\n", was->pid);
+    if (!quiet) err << escape_for_terminal(fmt::format("vrebootgate: released the reboot lock held by pid {}", was->pid)) << '\n';
     return ExitCode::ok;
 }
 

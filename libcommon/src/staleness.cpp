@@ -18,6 +18,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/digest.hpp"
 #include "volwatch/duration.hpp"
 #include "volwatch/fsutil.hpp"
@@ -101,6 +103,16 @@ struct Tally {
     }
 };
 
+// A directory beneath a source that cannot be opened or read. Walking on
+// without it would count fewer entries than the builder saw and report a
+// false "stale"; the cache cannot be checked, and EACCES or EPERM (vcheck run
+// by an ordinary user on a tree root built) says so with its own exit code.
+Problem unreadable(std::string_view relpath, int error) {
+    bool denied = error == EACCES || error == EPERM;
+    return Problem{denied ? ExitCode::permission : ExitCode::internal,
+                   fmt::format("cannot read {}: {}", relpath, std::strerror(error))};
+}
+
 struct DirTask {
     std::string relpath;
     std::uint64_t hash = 0;
@@ -165,7 +177,7 @@ private:
             auto fd = open_beneath(root_fd_, task.relpath, flags, &error);
             if (!fd) {
                 if (error == ENOENT || error == ENOTDIR) continue;  // vanished while we walked
-                fail(fd.problem());
+                fail(error == EACCES || error == EPERM ? unreadable(task.relpath, error) : fd.problem());
                 continue;
             }
             walk(fd->get(), task.relpath, task.hash, 0, tally, buffer);
@@ -189,7 +201,7 @@ private:
             long n = ::syscall(SYS_getdents64, dir_fd, buffer.data(), buffer.size());
             if (n < 0) {
                 if (errno == EINTR) continue;
-                fail({ExitCode::internal, fmt::format("{}: cannot read directory: {}", relpath, std::strerror(errno))});
+                fail(unreadable(relpath, errno));
                 return;
             }
             if (n == 0) break;
@@ -213,7 +225,12 @@ private:
             if (depth >= max_recursion_depth || (idle_hint_.load(std::memory_order_relaxed) > 0 && share(child, hash)))
                 continue;
             int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0) continue;  // replaced or removed meanwhile; the parent's times show it
+            if (fd < 0) {
+                // Replaced or removed meanwhile: the parent's times show it.
+                if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP) continue;
+                fail(unreadable(child, errno));
+                return;
+            }
             walk(fd, child, hash, depth + 1, tally, buffer);
             ::close(fd);
             if (failed_) return;
@@ -288,6 +305,7 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
         int error = 0;
         auto fd = open_beneath(root_fd, source, O_PATH, &error);
         if (!fd) {
+            if (error == EACCES || error == EPERM) return unreadable(source, error);
             if (error != ENOENT && error != ENOTDIR) return fd.problem();
             state.present.push_back(false);
             top.sum += mix64(hash ^ 0xdeadULL);  // "missing" is a state of its own
@@ -304,12 +322,12 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
             continue;
         }
         auto dir = open_beneath(root_fd, source, O_RDONLY | O_DIRECTORY, &error);
-        if (!dir) return dir.problem();
+        if (!dir) return error == EACCES || error == EPERM ? unreadable(source, error) : dir.problem();
         buffer.resize(1 << 16);
         for (;;) {
             long n = ::syscall(SYS_getdents64, dir->get(), buffer.data(), buffer.size());
             if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return Problem{ExitCode::internal, fmt::format("{}: cannot read directory: {}", source, std::strerror(errno))};
+            if (n < 0) return unreadable(source, errno);
             if (n == 0) break;
             for (long offset = 0; offset < n;) {
                 auto* entry = reinterpret_cast<linux_dirent64_header*>(buffer.data() + offset);
@@ -353,7 +371,7 @@ std::string format_build_record(const BuildRecord& record) {
         {"present_sources", record.present_sources},
         {"config_digest", record.config_digest},
     };
-    return json.dump(2) + "\n";
+    return json_text(json, 2) + "\n";
 }
 
 std::optional<BuildRecord> parse_build_record(std::string_view text) {
@@ -436,6 +454,7 @@ CacheVerdict check_cache(int root_fd, const CacheSpec& cache, const HostConfig& 
     if (!sources) {
         verdict.state = CacheState::error;
         verdict.reason = sources.problem().message;
+        verdict.unreadable = sources.problem().code == ExitCode::permission;
         return verdict;
     }
     auto record = read_build_record(root_fd, cache.name);
@@ -471,6 +490,7 @@ CacheVerdict check_cache_by_rules(int root_fd, const CacheSpec& cache, const Hos
     if (!sources) {
         verdict.state = CacheState::error;
         verdict.reason = sources.problem().message;
+        verdict.unreadable = sources.problem().code == ExitCode::permission;
         return verdict;
     }
     verdict.newest_source = sources->newest;

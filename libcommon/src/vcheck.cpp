@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/duration.hpp"
 #include "volwatch/report.hpp"
 
@@ -35,26 +37,26 @@ Tone tone_of(CacheState state) {
 void render_human(const std::vector<VolumeReport>& reports, const HostConfig& host, std::ostream& out) {
     bool color = use_color(STDOUT_FILENO);
     for (const auto& report : reports) {
-        out << fmt::format("{}: {} ({})\n", report.volume.root.string(),
-                           paint(to_string(report.state), tone_of(report.state), color), report.volume.id.value);
-        if (!report.problem.empty()) out << fmt::format("  {}\n", report.problem);
+        out << fmt::format("{}: {} ({})\n", escape_for_terminal(report.volume.root.string()),
+                           paint(to_string(report.state), tone_of(report.state), color), escape_for_terminal(report.volume.id.value));
+        if (!report.problem.empty()) out << fmt::format("  {}\n", escape_for_terminal(report.problem));
         std::size_t width = 0;
         for (const auto& cache : report.caches) width = std::max(width, cache.name.size());
         for (const auto& cache : report.caches) {
-            out << fmt::format("  {:<{}}  {}", cache.name, width, paint(to_string(cache.state), tone_of(cache.state), color));
-            if (!cache.reason.empty()) out << ": " << cache.reason;
+            out << fmt::format("  {:<{}}  {}", escape_for_terminal(cache.name), width, paint(to_string(cache.state), tone_of(cache.state), color));
+            if (!cache.reason.empty()) out << ": " << escape_for_terminal(cache.reason);
             out << '\n';
         }
         for (const auto& helper : report.helpers) {
-            out << fmt::format("  helper {}  {}", helper.target.string(), paint(to_string(helper.state), tone_of(helper.state), color));
-            if (!helper.reason.empty()) out << ": " << helper.reason;
+            out << fmt::format("  helper {}  {}", escape_for_terminal(helper.target.string()), paint(to_string(helper.state), tone_of(helper.state), color));
+            if (!helper.reason.empty()) out << ": " << escape_for_terminal(helper.reason);
             else if (helper.generation > 0) out << fmt::format(" (generation {})", helper.generation);
             out << '\n';
         }
         if (report.lock) {
             out << fmt::format("  rebuild in progress: held by pid {} ({}){} since {}", report.lock->pid,
-                               report.lock->command.empty() ? "?" : report.lock->command,
-                               report.lock->purpose.empty() ? "" : ", " + report.lock->purpose,
+                               report.lock->command.empty() ? "?" : escape_for_terminal(report.lock->command),
+                               report.lock->purpose.empty() ? "" : ", " + escape_for_terminal(report.lock->purpose),
                                format_clock(report.lock->since));
             if (!report.waiters.empty()) out << fmt::format(", {} waiting", report.waiters.size());
             out << '\n';
@@ -62,7 +64,7 @@ void render_human(const std::vector<VolumeReport>& reports, const HostConfig& ho
         if (report.failures > 0 || report.attempts > 0 || report.gave_up)
             out << fmt::format("  failures {}/{}, attempts {}/{}{}\n", report.failures, host.max_failures, report.attempts,
                                host.max_attempts, report.gave_up ? "; gave up until a success or an explicit vrebuild" : "");
-        if (!report.lock_problem.empty()) out << fmt::format("  lock record: {}\n", report.lock_problem);
+        if (!report.lock_problem.empty()) out << fmt::format("  lock record: {}\n", escape_for_terminal(report.lock_problem));
     }
 }
 
@@ -116,7 +118,7 @@ void render_json(const std::vector<VolumeReport>& reports, const std::vector<Unk
                           {"errors", errors},
                           {"exit_code", to_int(code)},
                           {"exit_status", std::string(exit_code_name(code))}};
-    out << doc.dump(2) << '\n';
+    out << json_text(doc, 2) << '\n';
 }
 
 void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& out) {
@@ -163,14 +165,25 @@ void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& o
     out << w.str();
 }
 
+// 66 > 65 > 77 > 1 > 0 (vcheck(1), EXIT STATUS). Taken from the caches, not
+// from the volume's state, so a locked volume with a cache that cannot be
+// checked is not reported as merely stale.
 ExitCode exit_code_for(const std::vector<VolumeReport>& reports, const std::vector<Unknown>& unknown) {
     if (!unknown.empty()) return ExitCode::unknown_volume;
-    bool bad = false, stale = false;
+    bool bad = false, denied = false, stale = false;
     for (const auto& r : reports) {
-        bad |= r.state == VolumeState::config_error;
-        stale |= r.needs_update() && r.state != VolumeState::config_error;
+        bool cache_error = false;
+        for (const auto& cache : r.caches) {
+            if (cache.state != CacheState::error) continue;
+            cache_error = true;
+            if (cache.unreadable) denied = true;
+            else bad = true;
+        }
+        if (r.state == VolumeState::config_error && !cache_error) bad = true;  // the config itself
+        stale |= r.needs_update() && !cache_error && r.state != VolumeState::config_error;
     }
     if (bad) return ExitCode::bad_volume_config;
+    if (denied) return ExitCode::permission;
     if (stale) return ExitCode::stale;
     return ExitCode::ok;
 }
@@ -180,7 +193,7 @@ ExitCode exit_code_for(const std::vector<VolumeReport>& reports, const std::vect
 ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostream& err) {
     auto host = load_host_config(options.host);
     if (!host) {
-        err << "vcheck: " << host.problem().message << '\n';
+        err << "vcheck: " << escape_for_terminal(host.problem().message) << '\n';
         return host.problem().code;
     }
     ProcMountTable mounts;
@@ -204,7 +217,7 @@ ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostrea
     for (const auto& volume : volumes) reports.push_back(inspect_volume(volume, *host, inspect));
 
     ExitCode code = exit_code_for(reports, unknown);
-    for (const auto& u : unknown) err << "vcheck: " << u.message << '\n';
+    for (const auto& u : unknown) err << "vcheck: " << escape_for_terminal(u.message) << '\n';
     if (options.quiet) return code;
     switch (options.format) {
     case OutputFormat::human:

@@ -20,6 +20,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/lockdir.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/volume.hpp"
@@ -143,7 +145,7 @@ std::string join(const std::vector<std::string>& words) {
 }
 
 LockLog logger(std::ostream& err, const std::string& program, const std::string& shown) {
-    return [&err, program, shown](const std::string& note) { err << fmt::format("{}: {}: {}\n", program, shown, note); };
+    return [&err, program, shown](const std::string& note) { err << escape_for_terminal(fmt::format("{}: {}: {}", program, shown, note)) << '\n'; };
 }
 
 int status_of(int wait_status) {
@@ -189,12 +191,14 @@ json record_json(const std::string& id, const LockRecord& record, const LockLimi
 
 void render_record(const std::string& id, const LockRecord& record, const LockLimits& limits, std::ostream& out) {
     auto holder = record.live_owner();
-    out << fmt::format("{} {}\n", record.volume.empty() ? "-" : record.volume, id);
+    out << escape_for_terminal(fmt::format("{} {}", record.volume.empty() ? "-" : record.volume, id)) << '\n';
     if (holder)
-        out << fmt::format("  locked by {} since {} ({})\n", describe_process(holder->pid, record.command),
-                           format_clock(record.since), record.purpose.empty() ? "no purpose given" : record.purpose);
+        out << escape_for_terminal(fmt::format("  locked by {} since {} ({})", describe_process(holder->pid, record.command),
+                                               format_clock(record.since),
+                                               record.purpose.empty() ? "no purpose given" : record.purpose))
+            << '\n';
     else if (!record.owners.empty())
-        out << fmt::format("  abandoned: {} exited without unlocking\n", describe_process(record.owners.front().pid, record.command));
+        out << escape_for_terminal(fmt::format("  abandoned: {} exited without unlocking", describe_process(record.owners.front().pid, record.command))) << '\n';
     else
         out << "  free\n";
     for (const auto& owner : record.owners)
@@ -213,7 +217,7 @@ void render_record(const std::string& id, const LockRecord& record, const LockLi
 ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream& err) {
     auto host = load_host_config(options.host);
     if (!host) {
-        err << "vlock: " << host.problem().message << '\n';
+        err << "vlock: " << escape_for_terminal(host.problem().message) << '\n';
         return host.problem().code;
     }
     std::optional<std::string> only;
@@ -238,13 +242,15 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
         json document = {{"lock_dir", host->lock_dir.string()},
                          {"reboot", {{"held", reboot_holder.has_value()}, {"holder", reboot_json}}},
                          {"volumes", volumes}};
-        out << document.dump(2) << '\n';
+        out << json_text(document, 2) << '\n';
         return ExitCode::ok;
     }
     for (const auto& entry : entries) render_record(entry.volume_id, entry.record, limits, out);
     if (reboot_holder)
-        out << fmt::format("reboot lock: held by {} since {}\n", describe_process(reboot_holder->pid, reboot.command),
-                           format_clock(reboot.since));
+        out << escape_for_terminal(fmt::format("reboot lock: held by {} since {}",
+                                               describe_process(reboot_holder->pid, reboot.command),
+                                               format_clock(reboot.since)))
+            << '\n';
     else
         out << "reboot lock: free\n";
     return ExitCode::ok;
@@ -252,12 +258,11 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
 
 ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions& options, std::ostream& out,
                 std::ostream& err) {
-    err << fmt::format("vlock: {}: {}\n", target.shown, problem.message);
+    err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, problem.message)) << '\n';
     ExitCode code = problem.code == ExitCode::busy ? static_cast<ExitCode>(options.conflict_exit_code) : problem.code;
     if (options.json)
-        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
-                    {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}}
-                   .dump()
+        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
+                              {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}})
             << '\n';
     return code;
 }
@@ -365,7 +370,7 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
-        err << fmt::format("vlock: {}: {}\n", target.shown, released.problem().message);
+        err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)) << '\n';
     return static_cast<ExitCode>(status);
 }
 
@@ -416,9 +421,8 @@ ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream&
     }
     retire_watch(std::move(grant->watch));
     if (options.json)
-        out << json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
-                    {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}}
-                   .dump()
+        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
+                              {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}})
             << '\n';
     return ExitCode::ok;
 }

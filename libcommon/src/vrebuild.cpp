@@ -12,9 +12,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "json_text.hpp"
+
 #include "volwatch/fd.hpp"
 #include "volwatch/helper_sync.hpp"
 #include "volwatch/lockdir.hpp"
+#include "volwatch/output.hpp"
 #include "volwatch/process.hpp"
 #include "volwatch/runner.hpp"
 #include "volwatch/safe_path.hpp"
@@ -138,7 +141,7 @@ public:
         request.wait = options_.wait;
         request.limits = lock_limits(host_);
         request.interrupt_fd = interrupt_fd_;
-        auto log = [&](const std::string& line) { err_ << fmt::format("vrebuild: {}: {}\n", name, line); };
+        auto log = [&](const std::string& line) { err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}", name, line)) << '\n'; };
         auto grant = acquire_volume_lock(*dir, volume.id.value, request, log);
         if (!grant) return fail(outcome, grant.problem().code, fmt::format("{}: {}", name, grant.problem().message));
         lock_dir_ = &*dir;
@@ -166,7 +169,7 @@ private:
     VolumeOutcome& fail(VolumeOutcome& outcome, ExitCode code, std::string message) {
         outcome.code = code;
         outcome.problem = std::move(message);
-        err_ << "vrebuild: " << outcome.problem << '\n';
+        err_ << "vrebuild: " << escape_for_terminal(outcome.problem) << '\n';
         return outcome;
     }
 
@@ -234,9 +237,9 @@ private:
                 HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
-                    err_ << fmt::format("vrebuild: {}: helper {}: update failed: {}\n", name, target.path.string(), result.message);
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: update failed: {}", name, target.path.string(), result.message)) << '\n';
                 } else if (result.outcome == HelperOutcome::updated) {
-                    err_ << fmt::format("vrebuild: {}: helper {}: helper updated: {}\n", name, target.path.string(), result.message);
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: helper updated: {}", name, target.path.string(), result.message)) << '\n';
                 }
                 outcome.helpers.push_back(std::move(result));
             }
@@ -244,7 +247,7 @@ private:
         if (interrupted()) {
             // Stopped by an administrator or the init system: not the
             // rebuilder's failure, so "try again later" for the accounting.
-            err_ << fmt::format("vrebuild: {}: interrupted ({}); the lock is released and nothing is counted\n", name, signal_name_);
+            err_ << escape_for_terminal(fmt::format("vrebuild: {}: interrupted ({}); the lock is released and nothing is counted", name, signal_name_)) << '\n';
             outcome.code = ExitCode::busy;
             outcome.problem = fmt::format("interrupted ({})", signal_name_);
             return status_tempfail;
@@ -267,7 +270,7 @@ private:
         if (verdict.state == CacheState::error) {
             c.action = "failed";
             c.reason = verdict.reason;
-            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, verdict.reason);
+            err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: update failed: {}", name, cache.name, verdict.reason)) << '\n';
             return c;
         }
         if (!options_.force && verdict.state == CacheState::clean) return c;
@@ -276,7 +279,7 @@ private:
         if (!record) {
             c.action = "failed";
             c.reason = record.problem().message;
-            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, c.reason);
+            err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: update failed: {}", name, cache.name, c.reason)) << '\n';
             return c;
         }
         const Rebuilder& rebuilder = host_.rebuilders.at(cache.rebuild);
@@ -298,20 +301,21 @@ private:
                 auto added = rebuilder_process ? add_lock_owner(*lock_dir_, volume.id.value, *self_, *rebuilder_process)
                                        : Result<LockRecord>(Problem{ExitCode::internal, "cannot identify it"});
                 if (!added) {
-                    err_ << fmt::format("vrebuild: {}: {}: warning: the rebuilder (pid {}) does not hold the lock itself: {}\n",
-                                        name, cache.name, pid, added.problem().message);
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: warning: the rebuilder (pid {}) does not hold the lock itself: {}",
+                                                            name, cache.name, pid, added.problem().message))
+                         << '\n';
                     rebuilder_process.reset();
                 }
             };
         }
-        err_ << fmt::format("vrebuild: {}: {}: rebuilding ({}): {}\n", name, cache.name, c.reason, shell_words(c.argv));
+        err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: rebuilding ({}): {}", name, cache.name, c.reason, shell_words(c.argv))) << '\n';
         err_.flush();
         auto ran = run_command(spec);
         if (rebuilder_process) (void)remove_lock_owner(*lock_dir_, volume.id.value, *rebuilder_process);
         if (!ran) {
             c.action = "failed";
             c.reason = ran.problem().message;
-            err_ << fmt::format("vrebuild: {}: {}: update failed: {}\n", name, cache.name, c.reason);
+            err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: update failed: {}", name, cache.name, c.reason)) << '\n';
             return c;
         }
         if (ran->interrupted) {
@@ -344,12 +348,13 @@ private:
                 c.reason = written.problem().message;
             } else {
                 c.action = "rebuilt";
-                err_ << fmt::format("vrebuild: {}: {}: cache updated in {}\n", name, cache.name, took);
+                err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: cache updated in {}", name, cache.name, took)) << '\n';
                 return c;
             }
         }
-        err_ << fmt::format("vrebuild: {}: {}: {}: {}\n", name, cache.name,
-                            c.action == "tempfail" ? "update deferred" : "update failed", c.reason);
+        err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: {}: {}", name, cache.name,
+                                                c.action == "tempfail" ? "update deferred" : "update failed", c.reason))
+             << '\n';
         return c;
     }
 
@@ -368,17 +373,17 @@ void print_human(const std::vector<VolumeOutcome>& outcomes, std::ostream& out) 
     const bool dry_run = true;
     for (const auto& o : outcomes) {
         if (!o.problem.empty() && o.caches.empty() && o.helpers.empty()) continue;
-        out << fmt::format("{}: plan (--dry-run, nothing changed)\n", o.volume.root.string());
+        out << escape_for_terminal(fmt::format("{}: plan (--dry-run, nothing changed)", o.volume.root.string())) << '\n';
         for (const auto& c : o.caches) {
-            out << fmt::format("  {}: {}", c.name, c.action);
-            if (c.action == "would-rebuild") out << fmt::format(" ({}): {}", c.reason, shell_words(c.argv));
-            else if (!c.reason.empty() && c.action != "rebuilt") out << ": " << c.reason;
+            out << fmt::format("  {}: {}", escape_for_terminal(c.name), c.action);
+            if (c.action == "would-rebuild") out << escape_for_terminal(fmt::format(" ({}): {}", c.reason, shell_words(c.argv)));
+            else if (!c.reason.empty() && c.action != "rebuilt") out << ": " << escape_for_terminal(c.reason);
             else if (c.action == "rebuilt") out << fmt::format(" in {}", format_duration(std::chrono::duration_cast<Duration>(c.elapsed)));
             out << '\n';
         }
         for (const auto& h : o.helpers) {
-            out << fmt::format("  helper {}: {}", h.target.string(), to_string(h.outcome));
-            if (!h.message.empty()) out << ": " << h.message;
+            out << fmt::format("  helper {}: {}", escape_for_terminal(h.target.string()), to_string(h.outcome));
+            if (!h.message.empty()) out << ": " << escape_for_terminal(h.message);
             if (dry_run && !h.files.empty()) {
                 std::string files;
                 for (const auto& f : h.files) files += (files.empty() ? "" : ", ") + f;
@@ -416,7 +421,7 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<Ar
     for (const auto& e : errors) error_list.push_back({{"argument", e.argument}, {"message", e.message}});
     nlohmann::json doc = {{"version", 1}, {"dry_run", dry_run}, {"volumes", volumes}, {"errors", error_list},
                           {"exit_code", to_int(code)}, {"exit_status", std::string(exit_code_name(code))}};
-    out << doc.dump(2) << '\n';
+    out << json_text(doc, 2) << '\n';
 }
 
 }  // namespace
@@ -424,7 +429,7 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<Ar
 ExitCode run_vrebuild(const VrebuildOptions& options, std::ostream& out, std::ostream& err) {
     auto host = load_host_config(options.host);
     if (!host) {
-        err << "vrebuild: " << host.problem().message << '\n';
+        err << "vrebuild: " << escape_for_terminal(host.problem().message) << '\n';
         return host.problem().code;
     }
     ProcMountTable mounts;
@@ -446,7 +451,7 @@ ExitCode run_vrebuild(const VrebuildOptions& options, std::ostream& out, std::os
     for (const auto& argument : options.volumes) {
         auto volume = resolve_volume(argument, *host, mounts);
         if (!volume) {
-            err << "vrebuild: " << volume.problem().message << '\n';
+            err << "vrebuild: " << escape_for_terminal(volume.problem().message) << '\n';
             errors.push_back({argument, volume.problem().message});
             worse(volume.problem().code);
             continue;
@@ -476,7 +481,7 @@ ExitCode run_vrebuild(const VrebuildOptions& options, std::ostream& out, std::os
         worse(outcomes.back().code);
     }
     if (!any_cache && !volumes.empty()) {
-        err << fmt::format("vrebuild: --cache {}: no volume has such a cache\n", options.cache);
+        err << escape_for_terminal(fmt::format("vrebuild: --cache {}: no volume has such a cache", options.cache)) << '\n';
         worse(ExitCode::usage);
     }
     if (rebuild.interrupted()) worse(ExitCode::busy);

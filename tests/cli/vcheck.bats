@@ -82,6 +82,48 @@ assert doc["volumes"][0]["state"] == "stale"
 PY
 }
 
+@test "--json survives a source file name that is not UTF-8, for every volume" {
+    make_product_fresh
+    mkdir -p "$SANDBOX/other/etc/volwatch"
+    sed -i "s|^volumes = .*|volumes = [\"$VOL\", \"$SANDBOX/other\"]|" "$HOST"
+    sleep 2.1
+    echo "module x" > "$VOL/src/modules/kernel/"$'bad\xffname.ko'
+    run "$VCHECK" --json --all
+    [ "$status" -eq 1 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+doc = json.load(sys.stdin)
+assert len(doc["volumes"]) == 2, doc
+v = doc["volumes"][0]
+assert v["state"] == "stale", v
+reason = v["caches"][0]["reason"]
+assert "src/modules/kernel/bad\ufffdname.ko is" in reason, reason
+assert doc["exit_code"] == 1
+'
+}
+
+@test "control characters and bad UTF-8 from the volume reach the terminal escaped" {
+    make_product_fresh
+    sleep 2.1
+    echo "module y" > "$VOL/src/modules/kernel/"$'a\033[2Jb\rc.ko'
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *'src/modules/kernel/a\x1b[2Jb\rc.ko is'* ]]
+    [[ "$output" != *$'\033'* && "$output" != *$'\r'* ]]
+    rm "$VOL/src/modules/kernel/"$'a\033[2Jb\rc.ko'
+    echo "module x" > "$VOL/src/modules/kernel/"$'bad\xffname.ko'
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *'src/modules/kernel/bad\xffname.ko is'* ]]
+    # Strings from the untrusted volume config, and arguments echoed on stderr.
+    sed -i 's|sources = \["src"\]|sources = ["/\\u001b[31mRED"]|' "$VOL/etc/volwatch/bootcaches.toml"
+    run "$VCHECK" "$VOL" $'/nonexistent\033[31m'
+    [ "$status" -eq 66 ]
+    [[ "$output" == *'\x1b[31mRED'* ]]
+    [[ "$output" == *'vcheck: /nonexistent\x1b[31m: '* ]]
+    [[ "$output" != *$'\033'* ]]
+}
+
 @test "--format=prometheus prints valid gauge families" {
     run "$VCHECK" --format=prometheus "$VOL"
     [ "$status" -eq 1 ]
@@ -349,4 +391,35 @@ PY
     run env NO_COLOR=1 script -qec "$VCHECK $VOL" /dev/null
     [[ "$output" == *"stale"* ]]
     [[ "$output" != *$'\033['* ]]
+}
+
+@test "a directory an ordinary user cannot read is a cache error (77), not a false stale" {
+    [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null || skip "needs root and setpriv(1)"
+    local vrebuild=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
+    mkdir "$VOL/src/private"
+    echo secret > "$VOL/src/private/key"
+    chmod 700 "$VOL/src/private"
+    run "$vrebuild" "$VOL"
+    [ "$status" -eq 0 ]
+    run "$VCHECK" --deep "$VOL"
+    [ "$status" -eq 0 ]
+    nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env VOLWATCH_CONFIG="$HOST" "$@"; }
+    run nobody "$VCHECK" "$VOL"
+    [ "$status" -eq 77 ]
+    [[ "$output" == *"pack  error: cannot read src/private: Permission denied"* ]]
+    [[ "$output" != *"entries then"* ]]
+    run nobody "$VCHECK" --json "$VOL"
+    [ "$status" -eq 77 ]
+    echo "$output" | "$PYTHON" -c '
+import json, sys
+doc = json.load(sys.stdin)
+cache = doc["volumes"][0]["caches"][0]
+assert (cache["state"], cache["reason"]) == ("error", "cannot read src/private: Permission denied"), cache
+assert doc["exit_status"] == "permission-denied", doc
+'
+    # The top of a source unreadable too: the same answer, not "config invalid".
+    chmod 700 "$VOL/src"
+    run nobody "$VCHECK" "$VOL"
+    [ "$status" -eq 77 ]
+    [[ "$output" == *"pack  error: cannot read src: Permission denied"* ]]
 }

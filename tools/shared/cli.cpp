@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "volwatch/error.hpp"
+#include "volwatch/output.hpp"
 
 namespace volwatch::cli {
 
@@ -96,16 +97,16 @@ int run(CLI::App& app, int argc, char** argv, const std::function<ExitCode()>& b
         std::cout << e.what() << '\n';
         return 0;
     } catch (const CLI::ParseError& e) {
-        std::cerr << fmt::format("{}: {}\nTry '{} --help'.\n", name, e.what(), name);
+        std::cerr << fmt::format("{}: {}\nTry '{} --help'.\n", name, escape_for_terminal(e.what()), name);
         return to_int(ExitCode::usage);
     }
     try {
         return to_int(body());
     } catch (const Failure& failure) {
-        std::cerr << fmt::format("{}: {}\n", name, failure.what());
+        std::cerr << fmt::format("{}: {}\n", name, escape_for_terminal(failure.what()));
         return to_int(failure.code());
     } catch (const std::exception& e) {
-        std::cerr << fmt::format("{}: internal error: {}\n", name, e.what());
+        std::cerr << fmt::format("{}: internal error: {}\n", name, escape_for_terminal(e.what()));
         return to_int(ExitCode::internal);
     }
 }

@@ -124,7 +124,8 @@ struct HostOverrides {
 [[nodiscard]] std::string config_digest(const CacheSpec& cache, const HostConfig& host);
 
 /// Expands the placeholders of `argv` ({root} {volume} {cache} {product}),
-/// each into exactly one argument; unknown placeholders are left as written.
+/// each into exactly one argument; unknown placeholders are left as written
+/// (a host config with one in a rebuilder's argv does not load).
 [[nodiscard]] std::vector<std::string> expand_argv(const std::vector<std::string>& argv,
                                                    const std::map<std::string, std::string>& values);
 

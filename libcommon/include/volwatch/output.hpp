@@ -15,6 +15,13 @@ enum class OutputFormat { human, json, prometheus };
 /// Colour only on a terminal and never when NO_COLOR is set to a non-empty value.
 [[nodiscard]] bool use_color(int fd);
 
+/// `text` made safe to show on a terminal: control characters become C-style
+/// escapes ("\n", "\t", "\r", "\x1b", "\x7f"), C1 controls "\u009b", and
+/// bytes that are not valid UTF-8 "\xff"; everything else is unchanged. Use it
+/// for every path or untrusted string (volume config values, file names,
+/// commands from lock records) that reaches human output or stderr.
+[[nodiscard]] std::string escape_for_terminal(std::string_view text);
+
 enum class Tone { good, warn, bad, dim };
 /// `text` wrapped in the ANSI colour for `tone` when `enabled`.
 [[nodiscard]] std::string paint(std::string_view text, Tone tone, bool enabled);

@@ -74,6 +74,7 @@ struct CacheVerdict {
     std::string name;
     CacheState state = CacheState::clean;
     std::string reason;  // why stale or error, for a person; "" when clean
+    bool unreadable = false;  // error: a source or a directory beneath one could not be read (EACCES, EPERM)
     bool has_record = false;
     FileTime product_time = 0;  // product mtime, 0 if missing
     FileTime newest_source = 0;

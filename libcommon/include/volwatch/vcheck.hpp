@@ -23,7 +23,9 @@ struct VcheckOptions {
 
 /// Runs vcheck: reports on stdout (`out`), diagnostics on `err`, and returns
 /// the exit code. Precedence when several apply: 78 (host config) > 66
-/// (unknown volume) > 65 (bad volume config) > 1 (stale) > 0.
+/// (unknown volume) > 65 (bad volume config, or a cache that cannot be
+/// checked) > 77 (a source that cannot be read: permission denied) > 1
+/// (stale) > 0.
 [[nodiscard]] ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace volwatch
