@@ -363,7 +363,7 @@ assert doc["exit_code"] == 0
             # A spare slot left without its seal: the kill landed between
             # unsealing it and switching to it.
             for slot in "$SANDBOX/$esp"/volwatch/slot-*; do
-                [ -d "$slot" ] && [ ! -e "$slot/MANIFEST.json" ] && unsealed=1
+                if [ -d "$slot" ] && [ ! -e "$slot/MANIFEST.json" ]; then unsealed=1; fi
             done
         done
         mid_sync=$((mid_sync + unsealed))
