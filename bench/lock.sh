@@ -148,7 +148,8 @@ for ((h = 0; h < handoffs; h++)); do
     sleep 0.02
     # An observer stamps the release itself: the next rewrite of the record
     # is vunlock's (it wakes together with the waiter).
-    "$handoff" observe "$(ls "$tmp"/locks/volumes/*.lock | head -n 1)" >"$tmp/tr" &
+    rm -f "$tmp/tr"   # not the last round's "ready"
+    timeout 60 "$handoff" observe "$(ls "$tmp"/locks/volumes/*.lock | head -n 1)" >"$tmp/tr" &
     observer=$!
     until grep -q ready "$tmp/tr" 2>/dev/null; do sleep 0.002; done
     echo go >"$tmp/go"
