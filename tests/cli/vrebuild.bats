@@ -337,7 +337,12 @@ assert doc["exit_code"] == 0
         "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$1" "$RANDOM" "${files[@]/#/$VOL/}"
     }
     write_version 0
+    # Kills are drawn over the length of one whole run, measured here, so
+    # they land throughout the sync on a fast build and a sanitizer build alike.
+    local started=${EPOCHREALTIME/./} run_us delay
     "$VREBUILD" --helpers-only "$VOL" 2>/dev/null
+    run_us=$(( ${EPOCHREALTIME/./} - started ))
+    echo "# one whole run: $((run_us / 1000)) ms" >&3
     version=0
     declare -A held=([esp1]=0 [esp2]=0)  # the version each helper held before the trial
     kept_old=0 mid_sync=0
@@ -346,7 +351,8 @@ assert doc["exit_code"] == 0
         write_version "$version"
         "$VREBUILD" --helpers-only "$VOL" 2>/dev/null &
         pid=$!
-        sleep "0.0$(( RANDOM % 60 ))"
+        delay=$(( (RANDOM * 32768 + RANDOM) % (run_us + 1) ))
+        sleep "$((delay / 1000000)).$(printf %06d $((delay % 1000000)))"
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         unsealed=0
