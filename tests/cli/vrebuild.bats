@@ -472,7 +472,9 @@ assert doc["exit_code"] == 0
     use_rebuilder slow
     "$VREBUILD" "$VOL" 2>"$SANDBOX/err" &
     rebuild=$!
-    for _ in $(seq 100); do pgrep -f "sleep 30" >/dev/null && break; sleep 0.1; done
+    # This run's rebuilder, not another test's "sleep 30": signalling vrebuild
+    # before its rebuilder runs would meet a process still starting up.
+    for _ in $(seq 300); do pgrep -f "sleep 30; touch $VOL" >/dev/null && break; sleep 0.1; done
     kill -TERM "$rebuild"
     code=0
     wait "$rebuild" || code=$?
