@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "test_support.hpp"
 #include "volwatch/config.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -40,25 +41,7 @@ void write_file(const fs::path& path, std::string_view text) {
     ASSERT_TRUE(out.good()) << path;
 }
 
-// Restores an environment variable when the test ends.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value != nullptr) ::setenv(name, value, 1);
-        else ::unsetenv(name);
-    }
-    ~ScopedEnv() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
+using volwatch::testing::ScopedEnv;
 
 // Each test case gets its own temporary directory, removed afterwards.
 class ConfigTest : public ::testing::Test {

@@ -1,5 +1,6 @@
 // Output helpers: terminal escaping, the colour rule, times, and the
 // Prometheus text writer; and the names of the exit-code table.
+#include "test_support.hpp"
 #include "volwatch/output.hpp"
 
 #include <cmath>
@@ -41,25 +42,7 @@ TEST(EscapeForTerminal, EscapesBytesThatAreNotUtf8) {
     EXPECT_EQ(escape_for_terminal("\xe2\x82x"), "\\xe2\\x82x");
 }
 
-// Sets or unsets an environment variable for one test.
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const char* value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value != nullptr) ::setenv(name, value, 1);
-        else ::unsetenv(name);
-    }
-    ~ScopedEnv() {
-        if (old_) ::setenv(name_, old_->c_str(), 1);
-        else ::unsetenv(name_);
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
+using volwatch::testing::ScopedEnv;
 
 TEST(UseColor, OnlyOnATerminal) {
     ScopedEnv no_color("NO_COLOR", nullptr);
