@@ -42,7 +42,7 @@ add_subdirectory(${PROJECT_SOURCE_DIR}/examples ${PROJECT_BINARY_DIR}/examples)
 
 # The documentation a system package carries: the README, the JSON Schemas
 # the man pages point to, and a copyright file (Debian policy 12.5).
-install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/README.md ${PROJECT_SOURCE_DIR}/docs/events.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 file(GLOB VOLWATCH_SCHEMAS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/docs/schema/*.json)
 install(FILES ${VOLWATCH_SCHEMAS} DESTINATION ${CMAKE_INSTALL_DOCDIR}/schema)
 string(TIMESTAMP VOLWATCH_COPYRIGHT_YEAR "%Y" UTC)  # honours SOURCE_DATE_EPOCH

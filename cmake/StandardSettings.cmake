@@ -92,4 +92,14 @@ if(NOT VOLWATCH_LINKING STREQUAL "shared")
   target_link_options(volwatch_program_link INTERFACE LINKER:-O1,--gc-sections
                       $<$<BOOL:${VOLWATCH_HAVE_PACK_RELATIVE_RELOCS}>:LINKER:-z,pack-relative-relocs>)
 endif()
+# The programs that link a shared library beyond libc (libsystemd for the
+# journal: vwatch, vrebootgate) need the dynamic loader anyway: static-pie
+# becomes libc for them. Both are long-running or once per shutdown, so the
+# loader's start-up cost does not count against a target (DESIGN §10).
+add_library(volwatch_logging_program_link INTERFACE)
+if(NOT VOLWATCH_LINKING STREQUAL "shared")
+  target_link_options(volwatch_logging_program_link INTERFACE -static-libstdc++ -static-libgcc LINKER:--as-needed
+                      LINKER:-O1,--gc-sections
+                      $<$<BOOL:${VOLWATCH_HAVE_PACK_RELATIVE_RELOCS}>:LINKER:-z,pack-relative-relocs>)
+endif()
 message(STATUS "volwatch: programs linked ${VOLWATCH_LINKING}")

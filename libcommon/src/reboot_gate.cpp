@@ -163,7 +163,7 @@ class Gate {
 public:
     Gate(const GateOptions& options, const HostConfig& host, const LockDir& dir, std::ostream& out, std::ostream& err)
         : options_(options), host_(host), dir_(dir), out_(out), err_(err),
-          logger_("vrebootgate", options.quiet ? LogLevel::warning : LogLevel::info, LogTarget::stderr_stream) {}
+          logger_("vrebootgate", options.quiet ? LogLevel::warning : LogLevel::info, LogTarget::automatic) {}
 
     ExitCode run() {
         auto owner_pid = options_.owner.value_or(::getppid());
@@ -179,6 +179,7 @@ public:
             ::inotify_add_watch(inotify.get(), dir_.path().c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE);
         }
         bool delayed = false;
+        std::vector<std::string> delayed_by;  // the volumes that blocked when the delay began
         std::string last_progress;
         for (;;) {
             reap_children();
@@ -200,7 +201,8 @@ public:
                     double waited = std::chrono::duration<double>(Clock::now() - started).count();
                     if (delayed)
                         logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
-                                      fmt::format("shutdown delay ends after {:.1f} s", waited));
+                                      fmt::format("shutdown delay ends after {:.1f} s", waited),
+                                      EventFields::about(delayed_by).with_status("granted").with_pid(owner->pid).with_seconds(waited));
                     logger_.log(LogLevel::info, fmt::format("reboot lock granted to pid {}", owner->pid));
                     print_result(true, owner->pid, waited, now);
                     return ExitCode::ok;
@@ -228,10 +230,14 @@ public:
             if (!delayed) {
                 delayed = true;
                 std::string names;
-                for (const auto& b : now.blockers) names += (names.empty() ? "" : ", ") + b.volume.root.string();
+                for (const auto& b : now.blockers) {
+                    names += (names.empty() ? "" : ", ") + b.volume.root.string();
+                    delayed_by.push_back(b.volume.root.string());
+                }
                 logger_.event(LogLevel::notice, log_event::shutdown_delay_begins,
                               fmt::format("shutdown delay begins: waiting for {} ({} volume{})", names, now.blockers.size(),
-                                          now.blockers.size() == 1 ? "" : "s"));
+                                          now.blockers.size() == 1 ? "" : "s"),
+                              EventFields::about(delayed_by).with_status("waiting").with_pid(owner->pid));
             }
             launch_rebuilds(now);
             std::string progress = describe(now);
@@ -246,8 +252,11 @@ public:
                     logger_.log(LogLevel::error, fmt::format("{}: still blocking after {:.1f} s: {}", b.volume.root.string(), waited,
                                                              describe_blocker(b)));
                 std::string stopped = stop_children();
+                std::vector<std::string> blocking;
+                for (const auto& b : now.blockers) blocking.push_back(b.volume.root.string());
                 logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
-                              fmt::format("shutdown delay ends after {:.1f} s without the reboot lock{}", waited, stopped));
+                              fmt::format("shutdown delay ends after {:.1f} s without the reboot lock{}", waited, stopped),
+                              EventFields::about(blocking).with_status("timed-out").with_pid(owner->pid).with_seconds(waited));
                 print_result(false, 0, waited, now);
                 return ExitCode::busy;
             }

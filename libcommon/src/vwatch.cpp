@@ -647,7 +647,8 @@ private:
                 log_.event(LogLevel::warning, log_event::gave_up,
                            fmt::format("{}: gave up on volume: {} consecutive failures, {} attempts (limits {}, {}); no automatic "
                                        "rebuilds until a success or an explicit vrebuild; still stale: {}",
-                                       root, report.failures, report.attempts, host_.max_failures, host_.max_attempts, reason));
+                                       root, report.failures, report.attempts, host_.max_failures, host_.max_attempts, reason),
+                           EventFields::about(root, token.id).with_status("gave-up"));
                 vol->gave_up_logged = true;
             }
             release_hold(*vol);
@@ -724,7 +725,7 @@ private:
     void launch(const VolumeToken& token, const std::string& reason) {
         WatchedVolume* vol = volumes_.find(token);
         const std::string root = vol->volume.root.string();
-        auto record = record_attempt(*lock_dir_, token.id, lock_limits(host_), lock_logger(root));
+        auto record = record_attempt(*lock_dir_, token.id, lock_limits(host_), lock_logger(token.id, root));
         if (record) vol->attempts = record->attempts;
         else log_.log(LogLevel::warning, fmt::format("{}: cannot count the attempt: {}", root, record.problem().message));
 
@@ -756,7 +757,8 @@ private:
         posix_spawnattr_destroy(&attr);
         if (rc != 0) {
             log_.event(LogLevel::error, log_event::update_failed,
-                       fmt::format("{}: update failed: cannot start {}: {}", root, vrebuild_, std::strerror(rc)));
+                       fmt::format("{}: update failed: cannot start {}: {}", root, vrebuild_, std::strerror(rc)),
+                       EventFields::about(root, token.id).with_status("not started"));
             schedule_retry(token);
             return;
         }
@@ -787,15 +789,21 @@ private:
         const std::string root = child.root.string();
         std::string took = seconds_text(Clock::now() - child.started);
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        EventFields fields = EventFields::about(root, child.token.id)
+                                 .with_status(code >= 0 ? std::to_string(code) : fmt::format("signal {}", WTERMSIG(status)))
+                                 .with_pid(pid)
+                                 .with_seconds(std::chrono::duration<double>(Clock::now() - child.started).count());
         if (code == 0) {
-            log_.event(LogLevel::info, log_event::cache_updated, fmt::format("{}: cache updated by vrebuild (pid {}, {})", root, pid, took));
+            log_.event(LogLevel::info, log_event::cache_updated, fmt::format("{}: cache updated by vrebuild (pid {}, {})", root, pid, took),
+                       fields);
         } else if (code == to_int(ExitCode::busy)) {
             log_.log(LogLevel::info, fmt::format("{}: vrebuild (pid {}) found the volume locked; checking again after it unlocks", root, pid));
         } else if (code == to_int(ExitCode::reboot_in_progress)) {
             log_.log(LogLevel::info, fmt::format("{}: vrebuild (pid {}) refused: reboot in progress", root, pid));
         } else {
             log_.event(LogLevel::warning, log_event::update_failed,
-                       fmt::format("{}: update failed: vrebuild (pid {}) {} after {}", root, pid, describe_status(status), took));
+                       fmt::format("{}: update failed: vrebuild (pid {}) {} after {}", root, pid, describe_status(status), took),
+                       fields);
         }
         WatchedVolume* vol = find(child.token, fmt::format("the result of vrebuild pid {}", pid));
         if (vol == nullptr) {
@@ -861,12 +869,15 @@ private:
 
     // ---- locks
 
-    LockLog lock_logger(const std::string& root) {
-        return [this, root](const std::string& note) {
+    LockLog lock_logger(const std::string& id, const std::string& root) {
+        return [this, id, root](const std::string& note) {
             bool failure = note.find("without unlocking") != std::string::npos;
-            if (failure) log_.event(LogLevel::warning, log_event::update_failed, fmt::format("{}: {}", root, note));
+            if (failure)
+                log_.event(LogLevel::warning, log_event::update_failed, fmt::format("{}: {}", root, note),
+                           EventFields::about(root, id).with_status("exited without unlocking"));
             else if (note.find("giving up") != std::string::npos || note.find("gave up") != std::string::npos)
-                log_.event(LogLevel::warning, log_event::gave_up, fmt::format("{}: {}", root, note));
+                log_.event(LogLevel::warning, log_event::gave_up, fmt::format("{}: {}", root, note),
+                           EventFields::about(root, id).with_status("gave-up"));
             else log_.log(LogLevel::info, fmt::format("{}: {}", root, note));
         };
     }
@@ -918,7 +929,7 @@ private:
         }
         if (dead_owner && live.empty()) {
             // An owner died before we could follow it: account for it now.
-            (void)tidy_volume_lock(*lock_dir_, token.id, lock_limits(host_), lock_logger(vol->volume.root.string()));
+            (void)tidy_volume_lock(*lock_dir_, token.id, lock_limits(host_), lock_logger(token.id, vol->volume.root.string()));
             return;  // the rewrite comes back through the lock watch
         }
         for (auto it = vol->owners.begin(); it != vol->owners.end();) {
@@ -958,7 +969,7 @@ private:
             return;
         }
         vol->owners.erase(pid);  // unwatches its pidfd
-        auto record = tidy_volume_lock(*lock_dir_, token.id, lock_limits(host_), lock_logger(vol->volume.root.string()));
+        auto record = tidy_volume_lock(*lock_dir_, token.id, lock_limits(host_), lock_logger(token.id, vol->volume.root.string()));
         if (!record) log_.log(LogLevel::warning, fmt::format("{}: {}", vol->volume.root.string(), record.problem().message));
         refresh_lock(token);
     }

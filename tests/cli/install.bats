@@ -83,8 +83,9 @@ built() {
     [ "${#units[@]}" -eq 2 ]
     [ -f "$STAGE/usr/lib/systemd/system/vwatch.service" ]
     [ -f "$STAGE/usr/lib/systemd/system/volwatch-rebootgate.service" ]
-    grep -qx 'ExecStart=/usr/sbin/vwatch --log stderr' "$STAGE/usr/lib/systemd/system/vwatch.service"
+    grep -qx 'ExecStart=/usr/sbin/vwatch --log journal' "$STAGE/usr/lib/systemd/system/vwatch.service"
     grep -qx 'ExecStop=/usr/sbin/vrebootgate --wait=10m' "$STAGE/usr/lib/systemd/system/volwatch-rebootgate.service"
+    [ -f "$STAGE/usr/lib/systemd/catalog/volwatch.catalog" ]
     # Every volwatch program an installed file names exists in the tree.
     local path
     while read -r path; do
@@ -97,7 +98,7 @@ built() {
     local stage=$BATS_TEST_TMPDIR/opt
     DESTDIR="$stage" cmake --install "$BUILD" --prefix /opt/volwatch >/dev/null
     local root=$stage/opt/volwatch
-    grep -qx 'ExecStart=/opt/volwatch/sbin/vwatch --log stderr' "$root/lib/systemd/system/vwatch.service"
+    grep -qx 'ExecStart=/opt/volwatch/sbin/vwatch --log journal' "$root/lib/systemd/system/vwatch.service"
     grep -qx 'ExecStop=/opt/volwatch/sbin/vrebootgate --wait=10m' "$root/lib/systemd/system/volwatch-rebootgate.service"
     grep -q '<string>/opt/volwatch/sbin/vwatch</string>' "$root/share/doc/volwatch/contrib/launchd/org.volwatch.vwatch.plist"
     grep -q "^ *'\?/opt/volwatch/sbin/vrebootgate --wait=10m --owner 1" "$root/share/doc/volwatch/contrib/sysvinit/volwatch-rc.shutdown"

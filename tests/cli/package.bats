@@ -66,6 +66,8 @@ setup_file() {
     run -1 grep ' \./etc/' <<<"$listing"
     dpkg-deb -c "$DEB" | grep -q ' \./usr/share/doc/volwatch/examples/debian/volwatch.toml$'
     dpkg-deb -c "$DEB" | grep -q ' \./usr/lib/systemd/system/vwatch.service$'
+    # The journal catalog where Debian's systemd trigger runs journalctl --update-catalog.
+    dpkg-deb -c "$DEB" | grep -q ' \./usr/lib/systemd/catalog/volwatch.catalog$'
     # Binaries stripped, man pages and the changelog compressed.
     dpkg-deb -c "$DEB" | grep -q ' \./usr/share/man/man8/vwatch.8.gz$'
     dpkg-deb -c "$DEB" | grep -q ' \./usr/share/doc/volwatch/changelog.gz$'

@@ -20,7 +20,7 @@ struct VwatchOptions {
     bool no_discover = false;                // --no-discover
     std::optional<WatchBackend> backend;     // --backend
     LogLevel log_level = LogLevel::info;     // --log-level
-    LogTarget log_target = LogTarget::stderr_stream;  // --log
+    LogTarget log_target = LogTarget::automatic;      // --log
     // The rebuilder program: $VOLWATCH_VREBUILD if set, else the vrebuild
     // beside vwatch's own executable (or in the install prefix's sbin or bin),
     // else "vrebuild" from PATH.
