@@ -32,15 +32,6 @@
 namespace volwatch {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Between relaunches of a volume whose vrebuild ended without progress
-// (75, 5, 127, a failure): doubling from the first, up to the cap.
-constexpr std::chrono::milliseconds first_retry_delay{1000};
-constexpr std::chrono::milliseconds max_retry_delay{30'000};
-// How long, after the bound, the gate waits for the vrebuilds it stopped:
-// vrebuild gives its rebuilder 5 s between SIGTERM and SIGKILL.
-constexpr std::chrono::milliseconds stop_grace{10'000};
 // vrebuild's answers that ask for a later retry rather than count a failure.
 constexpr int status_tempfail = 75;
 constexpr int status_reboot_in_progress = 5;
@@ -51,22 +42,8 @@ double unix_now() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
-struct Blocker {
-    Volume volume;
-    std::string reason;                  // "vrebuild running, pid 4242, 42 s" or "initramfs: stale: ..."
-    std::optional<ProcessIdentity> owner;
-    bool locked = false;
-};
-
-struct Excepted {
-    Volume volume;
-    std::string reason;
-};
-
-struct Evaluation {
-    std::vector<Blocker> blockers;
-    std::vector<Excepted> excepted;
-};
+using Blocker = GateBlocker;
+using Evaluation = GateEvaluation;
 
 std::string first_stale_reason(const VolumeReport& report) {
     for (const auto& cache : report.caches)
@@ -116,13 +93,6 @@ Evaluation evaluate(const HostConfig& host, const LockDir& dir, const std::map<s
     return evaluation;
 }
 
-enum class GrantOutcome { granted, already, blocked };
-
-struct GrantAnswer {
-    GrantOutcome outcome = GrantOutcome::blocked;
-    std::vector<std::pair<std::string, LockRecord>> held;  // volume locks that blocked it
-};
-
 // Under the reboot lock's exclusive flock (the order vlock shares: reboot
 // first, then a volume), no volume lock can be granted meanwhile.
 Result<GrantAnswer> try_grant(const LockDir& dir, const ProcessIdentity& owner, const std::string& command) {
@@ -143,10 +113,19 @@ Result<GrantAnswer> try_grant(const LockDir& dir, const ProcessIdentity& owner, 
         if (!file) return file.problem();
         auto volume_record = file->read();
         if (!volume_record) return volume_record.problem();
-        if (volume_record->held()) answer.held.emplace_back(id, *volume_record);
+        if (!volume_record->held()) continue;
+        // Any live volume lock blocks, watched volume or not (a script may
+        // lock a volume vwatch does not follow).
+        Volume volume;
+        volume.root = volume_record->volume.empty() ? id : volume_record->volume;
+        volume.id = VolumeId{id};
+        auto holder = volume_record->live_owner();
+        std::string what = volume_record->purpose.empty() ? volume_record->command : volume_record->purpose;
+        answer.held.push_back({volume,
+                               fmt::format("{} running, pid {}, {:.0f} s", what, holder ? holder->pid : 0,
+                                           std::max(0.0, unix_now() - volume_record->since)),
+                               holder, true});
     }
-    // Any live volume lock blocks, watched volume or not (a script may lock
-    // a volume vwatch does not follow).
     if (!answer.held.empty()) return answer;
     LockRecord granted = *record;
     granted.owners = {owner};
@@ -159,25 +138,144 @@ Result<GrantAnswer> try_grant(const LockDir& dir, const ProcessIdentity& owner, 
     return answer;
 }
 
+// The gate's world on this machine: the lock directory, discovered volumes,
+// forked vrebuilds followed by pidfds, poll(2) for sleeping.
+class SystemGateWorld final : public GateWorld {
+public:
+    SystemGateWorld(const GateOptions& options, const HostConfig& host, const LockDir& dir, ProcessIdentity owner)
+        : options_(options), host_(host), dir_(dir), owner_(std::move(owner)),
+          inotify_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+        if (inotify_) {
+            ::inotify_add_watch(inotify_.get(), (dir_.path() / "volumes").c_str(),
+                                IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_MOVED_TO);
+            ::inotify_add_watch(inotify_.get(), dir_.path().c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE);
+        }
+    }
+
+    std::optional<pid_t> reboot_holder() override {
+        auto holder = reboot_lock_owner(dir_);
+        if (!holder) throw Failure(holder.problem());
+        if (!*holder) return std::nullopt;
+        return (*holder)->pid;
+    }
+
+    GateEvaluation evaluate(const std::map<std::string, int>& launches) override { return volwatch::evaluate(host_, dir_, launches); }
+
+    GrantAnswer try_grant() override {
+        std::string command = process_command(owner_.pid);
+        auto granted = volwatch::try_grant(dir_, owner_, command.empty() ? process_command(::getpid()) : command);
+        if (!granted) throw Failure(granted.problem());
+        return std::move(*granted);
+    }
+
+    Result<pid_t> launch(const Volume& volume) override {
+        std::vector<std::string> args{locate_vrebuild(options_.vrebuild)};
+        if (!host_.source.empty()) args.insert(args.end(), {"--config", host_.source.string()});
+        args.insert(args.end(), {"--lock-dir", host_.lock_dir.string(), volume.root.string()});
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_t pid = ::fork();
+        if (pid < 0) return Problem{ExitCode::internal, fmt::format("cannot start vrebuild: {}", std::strerror(errno))};
+        if (pid == 0) {
+            // Shutdown is when updates must happen: normal priority. Its
+            // report goes to our stderr, never into our --json.
+            ::dup2(2, 1);
+            ::execvp(argv[0], argv.data());
+            ::_exit(127);
+        }
+        children_.emplace(pid, UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))));
+        return pid;
+    }
+
+    std::vector<std::pair<pid_t, int>> reap() override {
+        std::vector<std::pair<pid_t, int>> ended;
+        for (auto it = children_.begin(); it != children_.end();) {
+            int status = 0;
+            if (::waitpid(it->first, &status, WNOHANG) == it->first) {
+                ended.emplace_back(it->first, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                it = children_.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        return ended;
+    }
+
+    void wait(const GateEvaluation& e, Clock::TimePoint wake) override {
+        std::vector<struct pollfd> fds;
+        if (inotify_) fds.push_back({inotify_.get(), POLLIN, 0});
+        std::vector<UniqueFd> owner_fds;
+        for (const auto& b : e.blockers) {
+            if (!b.owner) continue;
+            UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, b.owner->pid, 0)));
+            if (fd) {
+                fds.push_back({fd.get(), POLLIN, 0});
+                owner_fds.push_back(std::move(fd));
+            }
+        }
+        for (const auto& [pid, pidfd] : children_)
+            if (pidfd) fds.push_back({pidfd.get(), POLLIN, 0});
+        int timeout = -1;
+        if (wake != Clock::TimePoint::max()) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake - clock_.now()).count() + 1;
+            timeout = static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
+        }
+        if (::poll(fds.data(), fds.size(), timeout) > 0 && inotify_ && (fds[0].revents & POLLIN)) {
+            char buffer[4096];
+            while (::read(inotify_.get(), buffer, sizeof buffer) > 0) {
+            }
+        }
+    }
+
+    std::vector<pid_t> stop(const std::vector<pid_t>& pids, Clock::Duration grace) override {
+        for (pid_t pid : pids) ::kill(pid, SIGTERM);
+        auto until = clock_.now() + grace;
+        std::set<pid_t> running(pids.begin(), pids.end());
+        for (;;) {
+            for (auto it = running.begin(); it != running.end();) {
+                int status = 0;
+                if (::waitpid(*it, &status, WNOHANG) == *it) {
+                    children_.erase(*it);
+                    it = running.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            auto now = clock_.now();
+            if (running.empty() || now >= until) break;
+            std::vector<struct pollfd> fds;
+            for (pid_t pid : running)
+                if (auto child = children_.find(pid); child != children_.end() && child->second)
+                    fds.push_back({child->second.get(), POLLIN, 0});
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+            // Without pidfds (old kernels) fall back to a short timed wait.
+            int timeout = fds.empty() ? static_cast<int>(std::min<long long>(left, 100)) : static_cast<int>(left);
+            ::poll(fds.data(), fds.size(), timeout);
+        }
+        return {running.begin(), running.end()};
+    }
+
+private:
+    const GateOptions& options_;
+    const HostConfig& host_;
+    const LockDir& dir_;
+    ProcessIdentity owner_;
+    UniqueFd inotify_;
+    SteadyClock clock_;
+    std::map<pid_t, UniqueFd> children_;  // pidfds of the vrebuilds we started
+};
+
 class Gate {
 public:
-    Gate(const GateOptions& options, const HostConfig& host, const LockDir& dir, std::ostream& out, std::ostream& err)
-        : options_(options), host_(host), dir_(dir), out_(out), err_(err),
-          logger_("vrebootgate", options.quiet ? LogLevel::warning : LogLevel::info, LogTarget::automatic) {}
+    Gate(const GateOptions& options, pid_t owner, GateWorld& world, const Clock& clock, Logger& logger, std::ostream& out,
+         std::ostream& err)
+        : options_(options), owner_(owner), world_(world), clock_(clock), logger_(logger), out_(out), err_(err) {}
 
     ExitCode run() {
-        auto owner_pid = options_.owner.value_or(::getppid());
-        auto owner = identify_process(owner_pid);
-        if (!owner) throw Failure(ExitCode::usage, fmt::format("--owner {}: no such process", owner_pid));
-        auto started = Clock::now();
-        auto deadline = options_.wait ? (*options_.wait == Duration::max() ? Clock::time_point::max() : started + *options_.wait)
+        auto started = clock_.now();
+        auto deadline = options_.wait ? (*options_.wait == Duration::max() ? Clock::TimePoint::max() : started + *options_.wait)
                                       : started;
-        UniqueFd inotify(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-        if (inotify) {
-            ::inotify_add_watch(inotify.get(), (dir_.path() / "volumes").c_str(),
-                                IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_ATTRIB | IN_MOVED_TO);
-            ::inotify_add_watch(inotify.get(), dir_.path().c_str(), IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE);
-        }
         bool delayed = false;
         std::vector<std::string> delayed_by;  // the volumes that blocked when the delay began
         std::string last_progress;
@@ -187,44 +285,30 @@ public:
             // say (as the seed's _kextmanager_lock_reboot): the shutdown that
             // holds the lock went through the gate, so there is nothing left
             // to wait for or rebuild.
-            auto reboot_holder = reboot_lock_owner(dir_);
-            if (!reboot_holder) throw Failure(reboot_holder.problem());
-            if (*reboot_holder) return already();
-            Evaluation now = evaluate(host_, dir_, launches_);
+            if (auto holder = world_.reboot_holder()) return already(holder);
+            Evaluation now = world_.evaluate(launches_);
             report_exceptions(now);
             if (now.blockers.empty()) {
-                std::string command = process_command(owner->pid);
-                auto granted = try_grant(dir_, *owner, command.empty() ? process_command(::getpid()) : command);
-                if (!granted) throw Failure(granted.problem());
-                if (granted->outcome == GrantOutcome::already) return already();
-                if (granted->outcome == GrantOutcome::granted) {
-                    double waited = std::chrono::duration<double>(Clock::now() - started).count();
+                GrantAnswer granted = world_.try_grant();
+                if (granted.outcome == GrantOutcome::already) return already(world_.reboot_holder());
+                if (granted.outcome == GrantOutcome::granted) {
+                    double waited = std::chrono::duration<double>(clock_.now() - started).count();
                     if (delayed)
                         logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
                                       fmt::format("shutdown delay ends after {:.1f} s", waited),
-                                      EventFields::about(delayed_by).with_status("granted").with_pid(owner->pid).with_seconds(waited));
-                    logger_.log(LogLevel::info, fmt::format("reboot lock granted to pid {}", owner->pid));
-                    print_result(true, owner->pid, waited, now);
+                                      EventFields::about(delayed_by).with_status("granted").with_pid(owner_).with_seconds(waited));
+                    logger_.log(LogLevel::info, fmt::format("reboot lock granted to pid {}", owner_));
+                    print_result(true, waited, now);
                     return ExitCode::ok;
                 }
                 // Volume locks the scan did not show (taken meanwhile, or on a
                 // volume it does not follow) block like any other: wait for them.
-                for (const auto& [id, record] : granted->held) {
-                    Volume volume;
-                    volume.root = record.volume.empty() ? id : record.volume;
-                    volume.id = VolumeId{id};
-                    auto holder = record.live_owner();
-                    std::string what = record.purpose.empty() ? record.command : record.purpose;
-                    now.blockers.push_back({volume,
-                                            fmt::format("{} running, pid {}, {:.0f} s", what, holder ? holder->pid : 0,
-                                                        std::max(0.0, unix_now() - record.since)),
-                                            holder, true});
-                }
+                for (auto& blocker : granted.held) now.blockers.push_back(std::move(blocker));
             }
             if (!options_.wait) {
                 for (const auto& b : now.blockers)
                     logger_.log(LogLevel::warning, fmt::format("{}: busy: {}", b.volume.root.string(), b.reason));
-                print_result(false, 0, 0, now);
+                print_result(false, 0, now);
                 return ExitCode::busy;
             }
             if (!delayed) {
@@ -237,7 +321,7 @@ public:
                 logger_.event(LogLevel::notice, log_event::shutdown_delay_begins,
                               fmt::format("shutdown delay begins: waiting for {} ({} volume{})", names, now.blockers.size(),
                                           now.blockers.size() == 1 ? "" : "s"),
-                              EventFields::about(delayed_by).with_status("waiting").with_pid(owner->pid));
+                              EventFields::about(delayed_by).with_status("waiting").with_pid(owner_));
             }
             launch_rebuilds(now);
             std::string progress = describe(now);
@@ -246,8 +330,8 @@ public:
                     logger_.log(LogLevel::info, fmt::format("waiting for {}: {}", b.volume.root.string(), describe_blocker(b)));
                 last_progress = progress;
             }
-            if (Clock::now() >= deadline) {
-                double waited = std::chrono::duration<double>(Clock::now() - started).count();
+            if (clock_.now() >= deadline) {
+                double waited = std::chrono::duration<double>(clock_.now() - started).count();
                 for (const auto& b : now.blockers)
                     logger_.log(LogLevel::error, fmt::format("{}: still blocking after {:.1f} s: {}", b.volume.root.string(), waited,
                                                              describe_blocker(b)));
@@ -256,22 +340,27 @@ public:
                 for (const auto& b : now.blockers) blocking.push_back(b.volume.root.string());
                 logger_.event(LogLevel::notice, log_event::shutdown_delay_ends,
                               fmt::format("shutdown delay ends after {:.1f} s without the reboot lock{}", waited, stopped),
-                              EventFields::about(blocking).with_status("timed-out").with_pid(owner->pid).with_seconds(waited));
-                print_result(false, 0, waited, now);
+                              EventFields::about(blocking).with_status("timed-out").with_pid(owner_).with_seconds(waited));
+                print_result(false, waited, now);
                 return ExitCode::busy;
             }
-            wait_for_change(inotify.get(), now, deadline);
+            // Wake at the bound, or when a backed-off volume may be
+            // relaunched, whichever is first.
+            auto wake = deadline;
+            auto moment = clock_.now();
+            for (const auto& [id, retry] : retries_)
+                if (retry.not_before > moment && !children_.contains(id)) wake = std::min(wake, retry.not_before);
+            world_.wait(now, wake);
         }
     }
 
 private:
-    ExitCode already() {
-        auto holder = reboot_lock_owner(dir_);
-        std::string who = holder && *holder ? fmt::format(" (held by pid {})", (*holder)->pid) : "";
+    ExitCode already(std::optional<pid_t> holder) {
+        std::string who = holder ? fmt::format(" (held by pid {})", *holder) : "";
         if (!options_.quiet) err_ << "vrebootgate: reboot already in progress" << who << "; proceed\n";
         if (options_.json)
             out_ << json_text(nlohmann::json({{"version", 1}, {"granted", false}, {"already", true},
-                                              {"owner", holder && *holder ? nlohmann::json((*holder)->pid) : nlohmann::json(nullptr)},
+                                              {"owner", holder ? nlohmann::json(*holder) : nlohmann::json(nullptr)},
                                               {"waited_seconds", 0}, {"blockers", nlohmann::json::array()},
                                               {"excepted", nlohmann::json::array()}, {"exit_code", to_int(ExitCode::reboot_already)}}), 2)
                  << '\n';
@@ -305,18 +394,16 @@ private:
 
     struct Child {
         pid_t pid = 0;
-        UniqueFd pidfd;
         std::string root;
     };
 
     struct Retry {
-        Clock::time_point not_before;
+        Clock::TimePoint not_before;
         std::chrono::milliseconds delay{0};
     };
 
     void launch_rebuilds(const Evaluation& e) {
-        std::string program = locate_vrebuild(options_.vrebuild);
-        auto now = Clock::now();
+        auto now = clock_.now();
         for (const auto& b : e.blockers) {
             if (children_.contains(b.volume.id.value)) continue;
             // Someone else took the lock since our vrebuild gave up: its
@@ -326,133 +413,66 @@ private:
                 continue;
             }
             if (auto retry = retries_.find(b.volume.id.value); retry != retries_.end() && now < retry->second.not_before) continue;
-            std::vector<std::string> args{program};
-            if (!host_.source.empty()) args.insert(args.end(), {"--config", host_.source.string()});
-            args.insert(args.end(), {"--lock-dir", host_.lock_dir.string(), b.volume.root.string()});
-            std::vector<char*> argv;
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            pid_t pid = ::fork();
-            if (pid < 0) {
-                logger_.log(LogLevel::error, fmt::format("cannot start vrebuild: {}", std::strerror(errno)));
+            auto pid = world_.launch(b.volume);
+            if (!pid) {
+                logger_.log(LogLevel::error, pid.problem().message);
                 return;
             }
-            if (pid == 0) {
-                // Shutdown is when updates must happen: normal priority. Its
-                // report goes to our stderr, never into our --json.
-                ::dup2(2, 1);
-                ::execvp(argv[0], argv.data());
-                ::_exit(127);
-            }
             ++launches_[b.volume.id.value];
-            Child child;
-            child.pid = pid;
-            child.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-            child.root = b.volume.root.string();
-            children_.emplace(b.volume.id.value, std::move(child));
+            children_.emplace(b.volume.id.value, Child{*pid, b.volume.root.string()});
         }
     }
 
     void reap_children() {
-        for (auto it = children_.begin(); it != children_.end();) {
-            int status = 0;
-            if (::waitpid(it->second.pid, &status, WNOHANG) == it->second.pid) {
-                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                const std::string& id = it->first;
-                if (code == 0) {
-                    retries_.erase(id);
-                } else {
-                    // No progress: relaunching at once would spin (a rebuilder
-                    // that keeps answering 75 burned 25 launches in 2 s).
-                    auto& retry = retries_[id];
-                    retry.delay = retry.delay.count() == 0 ? first_retry_delay : std::min(retry.delay * 2, max_retry_delay);
-                    retry.not_before = Clock::now() + retry.delay;
-                    // "Try later" is not an attempt that failed: it must not
-                    // use up max_attempts and make the gate stop waiting.
-                    if (code == status_tempfail || code == status_reboot_in_progress) --launches_[id];
-                    logger_.log(LogLevel::warning,
-                                fmt::format("vrebuild (pid {}) exited with status {}; {} is retried in {} s at the earliest",
-                                            it->second.pid, code, it->second.root, retry.delay.count() / 1000));
-                }
-                it = children_.erase(it);
+        for (auto [pid, code] : world_.reap()) {
+            auto it = std::find_if(children_.begin(), children_.end(), [pid = pid](const auto& c) { return c.second.pid == pid; });
+            if (it == children_.end()) continue;
+            const std::string& id = it->first;
+            if (code == 0) {
+                retries_.erase(id);
             } else {
-                ++it;
+                // No progress: relaunching at once would spin (a rebuilder
+                // that keeps answering 75 burned 25 launches in 2 s).
+                auto& retry = retries_[id];
+                retry.delay = retry.delay.count() == 0 ? gate_first_retry_delay : std::min(retry.delay * 2, gate_max_retry_delay);
+                retry.not_before = clock_.now() + retry.delay;
+                // "Try later" is not an attempt that failed: it must not
+                // use up max_attempts and make the gate stop waiting.
+                if (code == status_tempfail || code == status_reboot_in_progress) --launches_[id];
+                logger_.log(LogLevel::warning,
+                            fmt::format("vrebuild (pid {}) exited with status {}; {} is retried in {} s at the earliest",
+                                        pid, code, it->second.root, retry.delay.count() / 1000));
             }
-        }
-    }
-
-    void wait_for_change(int inotify_fd, const Evaluation& e, Clock::time_point deadline) {
-        std::vector<struct pollfd> fds;
-        if (inotify_fd >= 0) fds.push_back({inotify_fd, POLLIN, 0});
-        std::vector<UniqueFd> owner_fds;
-        for (const auto& b : e.blockers) {
-            if (!b.owner) continue;
-            UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, b.owner->pid, 0)));
-            if (fd) {
-                fds.push_back({fd.get(), POLLIN, 0});
-                owner_fds.push_back(std::move(fd));
-            }
-        }
-        for (const auto& [id, child] : children_)
-            if (child.pidfd) fds.push_back({child.pidfd.get(), POLLIN, 0});
-        // Wake at the bound, or when a backed-off volume may be relaunched,
-        // whichever is first.
-        auto now = Clock::now();
-        auto wake = deadline;
-        for (const auto& [id, retry] : retries_)
-            if (retry.not_before > now && !children_.contains(id)) wake = std::min(wake, retry.not_before);
-        int timeout = -1;
-        if (wake != Clock::time_point::max()) {
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1;
-            timeout = static_cast<int>(std::clamp<long long>(left, 0, 3'600'000));
-        }
-        if (::poll(fds.data(), fds.size(), timeout) > 0 && inotify_fd >= 0 && (fds[0].revents & POLLIN)) {
-            char buffer[4096];
-            while (::read(inotify_fd, buffer, sizeof buffer) > 0) {
-            }
+            children_.erase(it);
         }
     }
 
     // At the bound: the shutdown goes on without us, so the rebuilds we
     // started must not keep writing to file systems about to be unmounted.
     // SIGTERM makes vrebuild stop its rebuilder's group, release its volume
-    // lock and count nothing; we wait for that, within stop_grace. Returns
+    // lock and count nothing; we wait for that, within gate_stop_grace. Returns
     // the end of the final line: "; stopped 1 vrebuild (pid 4250)" or
     // "; ... still running: pid 4250".
     std::string stop_children() {
         if (children_.empty()) return "";
+        std::vector<pid_t> started;
         std::string pids;
         for (const auto& [id, child] : children_) {
-            ::kill(child.pid, SIGTERM);
+            started.push_back(child.pid);
             pids += fmt::format("{}{}", pids.empty() ? "" : ", ", child.pid);
         }
-        std::size_t count = children_.size();
+        std::size_t count = started.size();
         logger_.log(LogLevel::warning, fmt::format("stopping the vrebuild{} it started (pid {}): sent SIGTERM",
                                                    count == 1 ? "" : "s", pids));
-        auto until = Clock::now() + stop_grace;
-        for (;;) {
-            for (auto it = children_.begin(); it != children_.end();) {
-                int status = 0;
-                if (::waitpid(it->second.pid, &status, WNOHANG) == it->second.pid) it = children_.erase(it);
-                else ++it;
-            }
-            auto now = Clock::now();
-            if (children_.empty() || now >= until) break;
-            std::vector<struct pollfd> fds;
-            for (const auto& [id, child] : children_)
-                if (child.pidfd) fds.push_back({child.pidfd.get(), POLLIN, 0});
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
-            // Without pidfds (old kernels) fall back to a short timed wait.
-            int timeout = fds.empty() ? static_cast<int>(std::min<long long>(left, 100)) : static_cast<int>(left);
-            ::poll(fds.data(), fds.size(), timeout);
-        }
-        if (children_.empty()) return fmt::format("; stopped {} vrebuild{} (pid {})", count, count == 1 ? "" : "s", pids);
+        std::vector<pid_t> still = world_.stop(started, gate_stop_grace);
+        children_.clear();
+        if (still.empty()) return fmt::format("; stopped {} vrebuild{} (pid {})", count, count == 1 ? "" : "s", pids);
         std::string running;
-        for (const auto& [id, child] : children_) running += fmt::format("{}{}", running.empty() ? "" : ", ", child.pid);
+        for (pid_t pid : still) running += fmt::format("{}{}", running.empty() ? "" : ", ", pid);
         return fmt::format("; sent SIGTERM to {} vrebuild{}, still running: pid {}", count, count == 1 ? "" : "s", running);
     }
 
-    void print_result(bool granted, pid_t owner, double waited, const Evaluation& e) {
+    void print_result(bool granted, double waited, const Evaluation& e) {
         if (!options_.json) return;
         nlohmann::json blockers = nlohmann::json::array(), excepted = nlohmann::json::array();
         for (const auto& b : e.blockers)
@@ -462,19 +482,20 @@ private:
             excepted.push_back({{"root", x.volume.root.string()}, {"id", x.volume.id.value}, {"reason", x.reason}});
         ExitCode code = granted ? ExitCode::ok : ExitCode::busy;
         out_ << json_text(nlohmann::json({{"version", 1}, {"granted", granted}, {"already", false},
-                                          {"owner", granted ? nlohmann::json(owner) : nlohmann::json(nullptr)},
+                                          {"owner", granted ? nlohmann::json(owner_) : nlohmann::json(nullptr)},
                                           {"waited_seconds", waited}, {"blockers", blockers}, {"excepted", excepted},
                                           {"exit_code", to_int(code)}}), 2)
              << '\n';
     }
 
     const GateOptions& options_;
-    const HostConfig& host_;
-    const LockDir& dir_;
+    pid_t owner_;
+    GateWorld& world_;
+    const Clock& clock_;
+    Logger& logger_;
     std::ostream& out_;
     std::ostream& err_;
-    Logger logger_;
-    std::map<std::string, Child> children_;
+    std::map<std::string, Child> children_;  // by volume id
     std::map<std::string, int> launches_;
     std::map<std::string, Retry> retries_;
     std::set<std::string> warned_;
@@ -551,7 +572,18 @@ ExitCode run_vrebootgate(const GateOptions& options, std::ostream& out, std::ost
     // Opening the lock directory for writing already required root, or
     // ownership of a sandbox lock directory (DESIGN §4).
     if (options.release) return gate_release(*dir, options.quiet, err);
-    Gate gate(options, host, *dir, out, err);
+    auto owner_pid = options.owner.value_or(::getppid());
+    auto owner = identify_process(owner_pid);
+    if (!owner) throw Failure(ExitCode::usage, fmt::format("--owner {}: no such process", owner_pid));
+    SystemGateWorld world(options, host, *dir, *owner);
+    SteadyClock clock;
+    Logger logger("vrebootgate", options.quiet ? LogLevel::warning : LogLevel::info, LogTarget::automatic);
+    return run_gate(options, owner->pid, world, clock, logger, out, err);
+}
+
+ExitCode run_gate(const GateOptions& options, pid_t owner, GateWorld& world, const Clock& clock, Logger& log, std::ostream& out,
+                  std::ostream& err) {
+    Gate gate(options, owner, world, clock, log, out, err);
     return gate.run();
 }
 

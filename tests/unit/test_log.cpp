@@ -44,26 +44,16 @@ TEST(Logger, ParsesLevels) {
     EXPECT_EQ(to_string(LogLevel::notice), "notice");
 }
 
-// Records what the logger hands its sink, as the journal would get it.
-class FakeSink : public LogSink {
-public:
-    explicit FakeSink(std::vector<std::vector<std::string>>& records) : records_(records) {}
-    void write(const LogRecord& record) override { records_.push_back(journal_fields("vwatch", record)); }
-
-private:
-    std::vector<std::vector<std::string>>& records_;
-};
-
 TEST(Logger, SendsEventsWithMessageIdAndVolumeFields) {
-    std::vector<std::vector<std::string>> records;
-    Logger log(LogLevel::info, std::make_unique<FakeSink>(records));
+    std::vector<testing::LoggedRecord> records;
+    Logger log(LogLevel::info, std::make_unique<testing::RecordingSink>("vwatch", records));
     log.log(LogLevel::info, "/: watching");
     log.event(LogLevel::warning, log_event::update_failed, "/srv/img: update failed: vrebuild (pid 4250) exited with status 70 after 2.5s",
               EventFields::about("/srv/img", "uuid-b").with_status("70").with_pid(4250).with_seconds(2.5));
     log.event(LogLevel::debug, log_event::cache_updated, "below the threshold");
     ASSERT_EQ(records.size(), 2u);
-    EXPECT_EQ(records[0], (std::vector<std::string>{"MESSAGE=/: watching", "PRIORITY=6", "SYSLOG_IDENTIFIER=vwatch"}));
-    EXPECT_EQ(records[1], (std::vector<std::string>{
+    EXPECT_EQ(records[0].journal, (std::vector<std::string>{"MESSAGE=/: watching", "PRIORITY=6", "SYSLOG_IDENTIFIER=vwatch"}));
+    EXPECT_EQ(records[1].journal, (std::vector<std::string>{
                               "MESSAGE=/srv/img: update failed: vrebuild (pid 4250) exited with status 70 after 2.5s event=update-failed",
                               "PRIORITY=4", "SYSLOG_IDENTIFIER=vwatch", "MESSAGE_ID=545fd39ee2c847c8babc80c92cd682f3",
                               "VOLWATCH_EVENT=update-failed", "VOLWATCH_VOLUME=/srv/img", "VOLWATCH_VOLUME_ID=uuid-b",
@@ -71,12 +61,12 @@ TEST(Logger, SendsEventsWithMessageIdAndVolumeFields) {
 }
 
 TEST(Logger, ShutdownDelayNamesEveryBlockingVolume) {
-    std::vector<std::vector<std::string>> records;
-    Logger log(LogLevel::info, std::make_unique<FakeSink>(records));
+    std::vector<testing::LoggedRecord> records;
+    Logger log(LogLevel::info, std::make_unique<testing::RecordingSink>("vwatch", records));
     log.event(LogLevel::notice, log_event::shutdown_delay_begins, "shutdown delay begins: waiting for /, /srv/img (2 volumes)",
               EventFields::about({"/", "/srv/img"}).with_status("waiting").with_pid(1));
     ASSERT_EQ(records.size(), 1u);
-    EXPECT_EQ(records[0], (std::vector<std::string>{
+    EXPECT_EQ(records[0].journal, (std::vector<std::string>{
                               "MESSAGE=shutdown delay begins: waiting for /, /srv/img (2 volumes) event=shutdown-delay-begins",
                               "PRIORITY=5", "SYSLOG_IDENTIFIER=vwatch", "MESSAGE_ID=74c2baeb39414e12850e00f227d04b87",
                               "VOLWATCH_EVENT=shutdown-delay-begins", "VOLWATCH_VOLUME=/", "VOLWATCH_VOLUME=/srv/img",

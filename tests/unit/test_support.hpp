@@ -10,10 +10,39 @@
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "volwatch/journal.hpp"
+#include "volwatch/log.hpp"
+
 namespace volwatch::testing {
+
+/// What a Logger handed its sink: the line as stderr shows it (without the
+/// program name) and the fields the journal would get.
+struct LoggedRecord {
+    LogLevel level = LogLevel::info;
+    std::string line;                  // "message event=NAME"
+    std::optional<Event> event;
+    EventFields fields;
+    std::vector<std::string> journal;  // journal_fields(program, record)
+};
+
+/// A LogSink that records instead of writing.
+class RecordingSink final : public LogSink {
+public:
+    RecordingSink(std::string program, std::vector<LoggedRecord>& records) : program_(std::move(program)), records_(records) {}
+    void write(const LogRecord& record) override {
+        records_.push_back({record.level, log_line(record),
+                            record.event != nullptr ? std::optional<Event>(record.event->event) : std::nullopt,
+                            record.fields != nullptr ? *record.fields : EventFields{}, journal_fields(program_, record)});
+    }
+
+private:
+    std::string program_;
+    std::vector<LoggedRecord>& records_;
+};
 
 /// A fresh directory under $TMPDIR, removed with everything in it.
 class TempDir {
