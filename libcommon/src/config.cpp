@@ -38,6 +38,7 @@
 
 #include "volwatch/digest.hpp"
 #include "volwatch/fd.hpp"
+#include "volwatch/rebuilder_outputs.hpp"
 #include "volwatch/safe_path.hpp"
 
 namespace volwatch {
@@ -338,6 +339,16 @@ CacheSpec read_cache(const Reader& reader, std::size_t index, const toml::node& 
         } else if (k == "product") {
             cache.product = reader.relative_path(v, sub);
             has_product = true;
+        } else if (k == "outputs") {
+            const auto* array = v.as_array();
+            if (array == nullptr) reader.fail(v.source(), sub, fmt::format("expected an array of strings, found {}", Reader::type_name(v)));
+            for (std::size_t i = 0; i < array->size(); ++i) {
+                std::string item_key = fmt::format("{}[{}]", sub, i);
+                std::string pattern = reader.relative_path((*array)[i], item_key);
+                if (std::string problem = output_pattern_problem(pattern); !problem.empty())
+                    reader.fail((*array)[i].source(), item_key, fmt::format("\"{}\": {}", pattern, problem));
+                cache.outputs.push_back(std::move(pattern));
+            }
         } else if (k == "depth") {
             std::string value = reader.string(v, sub);
             if (value == "shallow") cache.depth = Depth::shallow;
@@ -358,6 +369,20 @@ CacheSpec read_cache(const Reader& reader, std::size_t index, const toml::node& 
     if (!has_sources) reader.fail(node.source(), joined_key(key, "sources"), "missing required key");
     if (!has_product) reader.fail(node.source(), joined_key(key, "product"), "missing required key");
     if (!has_rebuild) reader.fail(node.source(), joined_key(key, "rebuild"), "missing required key");
+    // Checked once every key is read: TOML does not order keys.
+    if (const toml::node* outputs = table.get("outputs")) {
+        for (std::size_t i = 0; i < cache.outputs.size(); ++i) {
+            const toml::node* item = outputs->as_array()->get(i);
+            std::string item_key = fmt::format("{}.outputs[{}]", key, i);
+            OutputMatcher matcher({cache.outputs[i]});
+            for (const auto& source : cache.sources)
+                if (matcher.matches(source))
+                    reader.fail(item->source(), item_key, fmt::format("\"{}\" names the source \"{}\" itself", cache.outputs[i], source));
+            if (std::none_of(cache.sources.begin(), cache.sources.end(),
+                             [&](const std::string& source) { return output_lies_beneath(cache.outputs[i], source); }))
+                reader.fail(item->source(), item_key, fmt::format("\"{}\" is not beneath any of the cache's sources", cache.outputs[i]));
+        }
+    }
     return cache;
 }
 
@@ -563,6 +588,11 @@ std::string config_digest(const CacheSpec& cache, const HostConfig& host) {
     field("product");
     field(cache.product);
     field(cache.depth == Depth::deep ? "deep" : "shallow");
+    // Only when set, so the records of caches without outputs stay valid.
+    if (!cache.outputs.empty()) {
+        field("outputs");
+        for (const auto& output : cache.outputs) field(output);
+    }
     field("rebuild");
     field(cache.rebuild);
     if (auto it = host.rebuilders.find(cache.rebuild); it != host.rebuilders.end()) {

@@ -23,6 +23,7 @@
 #include "volwatch/digest.hpp"
 #include "volwatch/duration.hpp"
 #include "volwatch/fsutil.hpp"
+#include "volwatch/rebuilder_outputs.hpp"
 #include "volwatch/safe_path.hpp"
 
 namespace volwatch {
@@ -130,14 +131,24 @@ struct linux_dirent64_header {
 };
 constexpr std::size_t dirent_name_offset = offsetof(linux_dirent64_header, d_name);
 
+// A directory that holds declared outputs: the rebuilder's writes change its
+// times (and size) on every run, so, like the product's directory, only its
+// identity counts; its entries are still counted one by one.
+bool holds_outputs(const OutputMatcher& outputs, const struct stat& st, std::string_view dir, const char* name) {
+    if (outputs.empty() || !S_ISDIR(st.st_mode)) return false;
+    std::string path = dir.empty() ? std::string(name) : fmt::format("{}/{}", dir, name);
+    return outputs.in_directory(path).holds_outputs();
+}
+
 // A parallel depth-first walk of deep sources. Each worker recurses with the
 // parent's fd open (openat of a name: no path lookups), and hands subtrees to
 // the shared queue while another worker is idle.
 class DeepWalk {
 public:
-    DeepWalk(int root_fd, dev_t device, Identity product, Identity product_dir, Identity state_dir, unsigned threads)
+    DeepWalk(int root_fd, dev_t device, Identity product, Identity product_dir, Identity state_dir,
+             const OutputMatcher& outputs, unsigned threads)
         : root_fd_(root_fd), device_(device), product_(product), product_dir_(product_dir), state_dir_(state_dir),
-          threads_(std::max(1u, threads)) {}
+          outputs_(outputs), threads_(std::max(1u, threads)) {}
 
     void add_root(std::string relpath, std::uint64_t hash) { queue_.push_back({std::move(relpath), hash, true}); }
 
@@ -197,6 +208,7 @@ private:
     void walk(int dir_fd, const std::string& relpath, std::uint64_t dir_hash, int depth, Tally& tally,
               std::vector<char>& buffer) {
         std::vector<std::pair<std::string, std::uint64_t>> subdirs;
+        DirectoryOutputs here = outputs_.in_directory(relpath);
         for (;;) {
             long n = ::syscall(SYS_getdents64, dir_fd, buffer.data(), buffer.size());
             if (n < 0) {
@@ -212,10 +224,11 @@ private:
                 if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
                 struct stat st {};
                 if (::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // removed meanwhile
-                if (product_.matches(st) || state_dir_.matches(st)) continue;
+                if (product_.matches(st) || state_dir_.matches(st) || here.matches(name)) continue;
                 std::size_t length = std::strlen(name);
                 std::uint64_t hash = hash_bytes(name, length, dir_hash);
-                tally.add(hash, st, relpath, std::string_view(name, length), product_dir_.matches(st));
+                tally.add(hash, st, relpath, std::string_view(name, length),
+                          product_dir_.matches(st) || holds_outputs(outputs_, st, relpath, name));
                 // Another mount below a source is not part of this volume.
                 if (S_ISDIR(st.st_mode) && st.st_dev == device_) subdirs.emplace_back(std::string(name, length), hash);
             }
@@ -252,6 +265,7 @@ private:
     Identity product_;
     Identity product_dir_;
     Identity state_dir_;
+    const OutputMatcher& outputs_;
     unsigned threads_;
     std::mutex mutex_;
     std::condition_variable cv_;
@@ -291,9 +305,11 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
     std::string product_parent = std::filesystem::path(cache.product).parent_path().string();
     Identity product_dir = identity_of(root_fd, product_parent.empty() ? "." : product_parent);
     Identity state_dir = identity_of(root_fd, state_relpath);
+    OutputMatcher outputs(cache.outputs);
     SourceState state;
     Tally top;
-    DeepWalk deep(root_fd, root_stat.st_dev, product, product_dir, state_dir, threads == 0 ? default_threads() : threads);
+    DeepWalk deep(root_fd, root_stat.st_dev, product, product_dir, state_dir, outputs,
+                  threads == 0 ? default_threads() : threads);
     bool any_deep = false;
     std::vector<char> buffer;
 
@@ -314,7 +330,7 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
         state.present.push_back(true);
         struct stat st {};
         if (::fstat(fd->get(), &st) != 0) return Problem{ExitCode::internal, fmt::format("{}: {}", source, std::strerror(errno))};
-        top.add(hash, st, "", source, product_dir.matches(st));
+        top.add(hash, st, "", source, product_dir.matches(st) || holds_outputs(outputs, st, "", source.c_str()));
         if (!S_ISDIR(st.st_mode) || product.matches(st) || state_dir.matches(st)) continue;
         if (cache.depth == Depth::deep) {
             deep.add_root(source, hash);
@@ -323,6 +339,7 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
         }
         auto dir = open_beneath(root_fd, source, O_RDONLY | O_DIRECTORY, &error);
         if (!dir) return error == EACCES || error == EPERM ? unreadable(source, error) : dir.problem();
+        DirectoryOutputs here = outputs.in_directory(source);
         buffer.resize(1 << 16);
         for (;;) {
             long n = ::syscall(SYS_getdents64, dir->get(), buffer.data(), buffer.size());
@@ -336,8 +353,9 @@ Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned t
                 if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
                 struct stat child {};
                 if (::fstatat(dir->get(), name, &child, AT_SYMLINK_NOFOLLOW) != 0) continue;
-                if (product.matches(child) || state_dir.matches(child)) continue;
-                top.add(hash_bytes(name, std::strlen(name), hash), child, source, name, product_dir.matches(child));
+                if (product.matches(child) || state_dir.matches(child) || here.matches(name)) continue;
+                top.add(hash_bytes(name, std::strlen(name), hash), child, source, name,
+                        product_dir.matches(child) || holds_outputs(outputs, child, source, name));
             }
         }
     }
@@ -414,7 +432,8 @@ namespace {
 CacheVerdict check_cache_by_rules(int root_fd, const CacheSpec& cache, const HostConfig& host, unsigned threads);
 }  // namespace
 
-Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, const HostConfig& host, unsigned threads) {
+Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, const HostConfig& host, unsigned threads,
+                                       SourceState* state) {
     struct timespec now {};
     ::clock_gettime(CLOCK_REALTIME, &now);
     BuildRecord record;
@@ -426,7 +445,16 @@ Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, cons
     for (std::size_t i = 0; i < cache.sources.size(); ++i)
         if (sources->present[i]) record.present_sources.push_back(cache.sources[i]);
     record.config_digest = config_digest(cache, host);
+    if (state != nullptr) *state = std::move(*sources);
     return record;
+}
+
+std::string describe_change(const SourceState& now, const BuildRecord& record) {
+    if (now.newest > record.started)
+        return fmt::format("{} is {} newer than the start", now.newest_path,
+                           format_span(std::chrono::nanoseconds(now.newest - record.started)));
+    if (now.entries != record.entries) return fmt::format("{} entries then, {} now", record.entries, now.entries);
+    return "an entry was removed or replaced";
 }
 
 Status write_build_record(int root_fd, const std::string& cache_name, const BuildRecord& record) {

@@ -275,13 +275,60 @@ private:
         }
         if (!options_.force && verdict.state == CacheState::clean) return c;
         c.reason = options_.force ? "forced" : verdict.reason;
-        auto record = begin_build_record(root_fd, cache, host_);
-        if (!record) {
+        auto failed = [&](std::string reason) {
             c.action = "failed";
-            c.reason = record.problem().message;
+            c.reason = std::move(reason);
             err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: update failed: {}", name, cache.name, c.reason)) << '\n';
             return c;
+        };
+        auto record = begin_build_record(root_fd, cache, host_);
+        if (!record) return failed(record.problem().message);
+        err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: rebuilding ({}): {}", name, cache.name, c.reason, shell_words(c.argv))) << '\n';
+        if (!run_once(root_fd, volume, cache, c)) return c;
+
+        // Settle (DESIGN §5): a rebuilder that writes beside its sources
+        // (ldconfig's soname links) changed them after the recorded start.
+        // One more run sees everything up to its own start; when it leaves
+        // the sources as it found them, its start is the build's, so the
+        // first run's writes are older than it. Changes during the second
+        // run, by anyone, still leave the cache stale: never more than one
+        // extra run, and never a change lost.
+        SourceState before_second;
+        auto second = begin_build_record(root_fd, cache, host_, 0, &before_second);
+        if (!second) return failed(second.problem().message);
+        int runs = 1;
+        if (second->source_digest != record->source_digest) {
+            err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: the sources changed during the run ({}); running it once more to settle",
+                                                    name, cache.name, describe_change(before_second, *record)))
+                 << '\n';
+            std::chrono::milliseconds first_elapsed = c.elapsed;
+            bool ok = run_once(root_fd, volume, cache, c);
+            c.elapsed += first_elapsed;
+            if (!ok) return c;
+            runs = 2;
+            auto after = scan_sources(root_fd, cache);
+            if (!after) return failed(after.problem().message);
+            if (after->digest != second->source_digest)
+                err_ << escape_for_terminal(fmt::format(
+                            "vrebuild: {}: {}: the sources changed again during the second run ({}); the cache stays stale "
+                            "(if the rebuilder writes them itself, declare them in the cache's outputs)",
+                            name, cache.name, describe_change(*after, *second)))
+                     << '\n';
+            record = std::move(second);
         }
+        if (auto written = write_build_record(root_fd, cache.name, *record); !written) return failed(written.problem().message);
+        c.action = "rebuilt";
+        err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: cache updated in {}{}", name, cache.name,
+                                                format_duration(std::chrono::duration_cast<Duration>(c.elapsed)),
+                                                runs == 2 ? " (two runs)" : ""))
+             << '\n';
+        return c;
+    }
+
+    // Runs the cache's rebuilder once; true when it succeeded and the product
+    // exists. Otherwise `c` says what went wrong (already reported).
+    bool run_once(int root_fd, const Volume& volume, const CacheSpec& cache, CacheOutcome& c) {
+        std::string name = volume.root.string();
         const Rebuilder& rebuilder = host_.rebuilders.at(cache.rebuild);
         RunSpec spec;
         spec.argv = c.argv;
@@ -308,7 +355,6 @@ private:
                 }
             };
         }
-        err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: rebuilding ({}): {}", name, cache.name, c.reason, shell_words(c.argv))) << '\n';
         err_.flush();
         auto ran = run_command(spec);
         if (rebuilder_process) (void)remove_lock_owner(*lock_dir_, volume.id.value, *rebuilder_process);
@@ -316,18 +362,15 @@ private:
             c.action = "failed";
             c.reason = ran.problem().message;
             err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: update failed: {}", name, cache.name, c.reason)) << '\n';
-            return c;
-        }
-        if (ran->interrupted) {
-            c.action = "interrupted";
-            c.status = ran->status;
-            c.elapsed = ran->elapsed;
-            c.reason = "stopped by a signal; the product is as the rebuilder left it";
-            return c;
+            return false;
         }
         c.status = ran->status;
         c.elapsed = ran->elapsed;
-        std::string took = format_duration(std::chrono::duration_cast<Duration>(ran->elapsed));
+        if (ran->interrupted) {
+            c.action = "interrupted";
+            c.reason = "stopped by a signal; the product is as the rebuilder left it";
+            return false;
+        }
         if (ran->timed_out) {
             c.action = "timed-out";
             c.reason = fmt::format("timed out after {}", format_duration(rebuilder.timeout));
@@ -337,25 +380,16 @@ private:
         } else if (ran->status != 0) {
             c.action = "failed";
             c.reason = fmt::format("the rebuilder exited with status {}", ran->status);
+        } else if (!open_beneath(root_fd, cache.product, O_PATH)) {
+            c.action = "failed";
+            c.reason = fmt::format("the rebuilder succeeded but {} does not exist", cache.product);
         } else {
-            int error = 0;
-            auto product = open_beneath(root_fd, cache.product, O_PATH, &error);
-            if (!product) {
-                c.action = "failed";
-                c.reason = fmt::format("the rebuilder succeeded but {} does not exist", cache.product);
-            } else if (auto written = write_build_record(root_fd, cache.name, *record); !written) {
-                c.action = "failed";
-                c.reason = written.problem().message;
-            } else {
-                c.action = "rebuilt";
-                err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: cache updated in {}", name, cache.name, took)) << '\n';
-                return c;
-            }
+            return true;
         }
         err_ << escape_for_terminal(fmt::format("vrebuild: {}: {}: {}: {}", name, cache.name,
                                                 c.action == "tempfail" ? "update deferred" : "update failed", c.reason))
              << '\n';
-        return c;
+        return false;
     }
 
     const VrebuildOptions& options_;

@@ -9,6 +9,7 @@
 bats_require_minimum_version 1.5.0
 
 load common
+load vwatch
 
 VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
 EXAMPLES=$VOLWATCH_SOURCE_DIR/examples
@@ -23,6 +24,7 @@ setup() {
 }
 
 teardown() {
+    stop_vwatch
     remove_sandbox
 }
 
@@ -122,6 +124,60 @@ assert seen == set(host["rebuilders"]), f"rebuilders without a per-cache example
 assert {c["rebuild"] for c in volume["cache"]} <= seen
 PY
 }
+
+# ldconfig_root: the ldconfig example on a scratch root with ld.so.conf and
+# this system's multiarch directory ($libdir); defines install_lib; sets
+# $libz and $lzma (the host's libz.so.1 and liblzma.so.5); skips without them.
+ldconfig_root() {
+    command -v ldconfig >/dev/null || skip "ldconfig is not installed"
+    need_root_or_userns
+    multiarch=$(gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || true)
+    [[ -n $multiarch ]] || skip "cannot tell this system's multiarch directory"
+    libz=$(ldconfig -p | awk '$1 == "libz.so.1" { print $NF; exit }')
+    lzma=$(ldconfig -p | awk '$1 == "liblzma.so.5" { print $NF; exit }')
+    [[ -n $libz && -n $lzma ]] || skip "libz.so.1 or liblzma.so.5 is not installed"
+    use_example ldconfig
+    sed -i "s|x86_64-linux-gnu|$multiarch|g" "$ROOT/etc/volwatch/bootcaches.toml"
+    libdir=$ROOT/usr/lib/$multiarch
+    mkdir -p "$libdir" "$ROOT/etc/ld.so.conf.d"
+    echo 'include /etc/ld.so.conf.d/*.conf' >"$ROOT/etc/ld.so.conf"
+    echo "/usr/lib/$multiarch" >"$ROOT/etc/ld.so.conf.d/$multiarch.conf"
+}
+
+# install_real SONAME PATH: only the library's real file (libz.so.1.2.13),
+# as a hand install or an unpacked archive leaves it: ldconfig creates the
+# soname link itself. install_lib also makes the link, as dpkg does.
+install_real() { cp "$(readlink -f "$2")" "$libdir/"; }
+install_lib() {
+    local real
+    real=$(readlink -f "$2")
+    cp "$real" "$libdir/"
+    [[ $(basename "$real") == "$1" ]] || ln -sf "$(basename "$real")" "$libdir/$1"
+}
+
+# ldconfig_wrapper: the host's ldconfig rebuilder becomes $SANDBOX/ldconfig-wrapper,
+# which runs the real ldconfig -r, counts its runs in $SANDBOX/runs, and on
+# the run numbered in $SANDBOX/pause-at says "paused" and waits for the test
+# to create $SANDBOX/resume before it exits.
+ldconfig_wrapper() {
+    cat >"$SANDBOX/ldconfig-wrapper" <<'SH'
+#!/bin/bash
+sandbox=$1 root=$2
+if [[ $(id -u) -eq 0 ]]; then ldconfig -r "$root"; else unshare -r ldconfig -r "$root"; fi || exit
+echo run >>"$sandbox/runs"
+if [[ $(wc -l <"$sandbox/runs") -eq $(cat "$sandbox/pause-at" 2>/dev/null || echo 0) ]]; then
+    touch "$sandbox/paused"
+    for ((i = 0; i < 600; i++)); do [[ -e $sandbox/resume ]] && exit 0; sleep 0.05; done
+    exit 1
+fi
+SH
+    chmod +x "$SANDBOX/ldconfig-wrapper"
+    sed -i "s|^ldconfig *= .*|ldconfig = { argv = [\"$SANDBOX/ldconfig-wrapper\", \"$SANDBOX\", \"{root}\"] }|" "$HOST"
+    grep -q ldconfig-wrapper "$HOST"
+}
+
+# cache_lists SONAME: the scratch root's ld.so.cache lists SONAME.
+cache_lists() { as_root ldconfig -r "$ROOT" -p | grep -q "^[[:space:]]*$1 "; }
 
 @test "examples: ldconfig, for real: a new library makes the cache stale, vrebuild runs ldconfig -r, the cache lists it" {
     command -v ldconfig >/dev/null || skip "ldconfig is not installed"
@@ -262,4 +318,249 @@ XML
     echo "$output"
     [ "$status" -eq 1 ]
     [[ "$output" == *"helper $SANDBOX/efi  stale"* && "$output" == *"helper $SANDBOX/efi2  stale"* ]]
+}
+
+@test "examples: ldconfig, for real: when ldconfig creates the soname link itself, one vrebuild leaves the cache clean" {
+    ldconfig_root
+    ldconfig_wrapper
+    install_real libz.so.1 "$libz"
+    [ ! -e "$libdir/libz.so.1" ]
+    run "$VREBUILD" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"ld.so.cache: the sources changed during the run (usr/lib/$multiarch/libz.so.1 is "*"running it once more to settle"* ]]
+    [[ "$output" == *"ld.so.cache: cache updated in "*" (two runs)"* ]]
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 2 ]
+    [ -L "$libdir/libz.so.1" ]
+    cache_lists libz.so.1
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # A library installed with its link, as dpkg does: one run is enough.
+    install_lib liblzma.so.5 "$lzma"
+    run "$VREBUILD" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" != *"once more"* && "$output" != *"two runs"* ]]
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 3 ]
+    cache_lists liblzma.so.5
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 0 ]
+}
+
+# counting_vrebuild: vwatch launches the real vrebuild through a script that
+# counts each launch in rebuilds.log (rebuild_count, vwatch.bash); VOL is the
+# scratch root for vwatch.bash's waits.
+counting_vrebuild() {
+    cat >"$SANDBOX/counting-vrebuild" <<SH
+#!/bin/bash
+echo "start \$(date +%s.%N) \$*" >>"$SANDBOX/rebuilds.log"
+exec "$VREBUILD" "\$@"
+SH
+    chmod +x "$SANDBOX/counting-vrebuild"
+    : >"$SANDBOX/rebuilds.log"
+    export VOLWATCH_VREBUILD=$SANDBOX/counting-vrebuild
+    VOL=$ROOT
+}
+
+# third_library: a library of this system other than libz and liblzma, for a
+# second change; its soname in $third_soname, its path in $third.
+third_library() {
+    local soname
+    for soname in libbz2.so.1.0 libzstd.so.1 libacl.so.1 libattr.so.1 libcap.so.2 libmd.so.0 libcrypt.so.1; do
+        third=$(ldconfig -p | awk -v s="$soname" '$1 == s { print $NF; exit }')
+        if [[ -n $third ]]; then third_soname=$soname; return 0; fi
+    done
+    skip "none of the libraries for a second change is installed"
+}
+
+@test "examples: ldconfig, for real: a library installed during the first run is included by the settle run" {
+    ldconfig_root
+    ldconfig_wrapper
+    install_real libz.so.1 "$libz"
+    echo 1 >"$SANDBOX/pause-at"
+    "$VREBUILD" "$ROOT" >"$SANDBOX/vrebuild.out" 2>&1 &
+    local pid=$! rc=0
+    wait_for "[[ -e $SANDBOX/paused ]]" 60
+    install_lib liblzma.so.5 "$lzma"   # by another process, after run 1's ldconfig
+    touch "$SANDBOX/resume"
+    wait "$pid" || rc=$?
+    cat "$SANDBOX/vrebuild.out"
+    [ "$rc" -eq 0 ]
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 2 ]
+    cache_lists liblzma.so.5
+    cache_lists libz.so.1
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
+@test "examples: ldconfig, for real: a library installed during the settle run leaves the cache stale" {
+    ldconfig_root
+    third_library
+    ldconfig_wrapper
+    install_real libz.so.1 "$libz"
+    echo 2 >"$SANDBOX/pause-at"
+    "$VREBUILD" "$ROOT" >"$SANDBOX/vrebuild.out" 2>&1 &
+    local pid=$! rc=0
+    wait_for "[[ -e $SANDBOX/paused ]]" 60
+    install_lib "$third_soname" "$third"   # after run 2's ldconfig: not in the cache
+    touch "$SANDBOX/resume"
+    wait "$pid" || rc=$?
+    cat "$SANDBOX/vrebuild.out"
+    [ "$rc" -eq 0 ]
+    grep -q "ld.so.cache: the sources changed again during the second run (usr/lib/$multiarch/$third_soname" "$SANDBOX/vrebuild.out"
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 2 ]
+    run -1 cache_lists "$third_soname"
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"ld.so.cache"*"stale: usr/lib/$multiarch/$third_soname"* ]]
+    run "$VREBUILD" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 3 ]
+    cache_lists "$third_soname"
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 0 ]
+}
+
+@test "examples: ldconfig with vwatch, for real: ldconfig's own links cost no second rebuild; a change during the settle run costs exactly one" {
+    ldconfig_root
+    third_library
+    ldconfig_wrapper
+    counting_vrebuild
+    run "$VREBUILD" "$ROOT"   # an empty library directory: one quiet run
+    [ "$status" -eq 0 ]
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 1 ]
+    start_vwatch --settle 200ms --startup-delay 0
+    wait_until_clean 1
+    [ "$(rebuild_count)" -eq 0 ]
+
+    install_real libz.so.1 "$libz"
+    wait_for "[[ \$(rebuild_count) -eq 1 ]]" 20
+    wait_for_log "$VOL: clean" 30 2
+    still_exactly_rebuilds 1
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 3 ]
+    cache_lists libz.so.1
+
+    echo 5 >"$SANDBOX/pause-at"   # the settle run of the next rebuild
+    install_real liblzma.so.5 "$lzma"
+    wait_for "[[ -e $SANDBOX/paused ]]" 30
+    install_lib "$third_soname" "$third"
+    touch "$SANDBOX/resume"
+    wait_for "[[ \$(rebuild_count) -eq 3 ]]" 30
+    wait_for_log "$VOL: clean" 30 3
+    still_exactly_rebuilds 3
+    [ "$(wc -l <"$SANDBOX/runs")" -eq 6 ]
+    cache_lists "$third_soname"
+    cache_lists liblzma.so.5
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 0 ]
+}
+
+# still_exactly_rebuilds N: nothing more starts for several settle times (a
+# negative check cannot poll), then the count is N.
+still_exactly_rebuilds() {
+    sleep 2
+    [ "$(rebuild_count)" -eq "$1" ]
+}
+
+# depmod_root: the depmod example on a scratch root with Debian's /lib link
+# and a module tree for its kernel version; module NAME makes a module.
+depmod_root() {
+    command -v depmod >/dev/null || skip "depmod is not installed (apt-get install kmod)"
+    command -v gcc >/dev/null || skip "gcc is needed to make a test module"
+    use_example depmod
+    version=6.1.0-18-amd64
+    modules=$ROOT/usr/lib/modules/$version
+    mkdir -p "$modules/kernel/drivers" "$ROOT/etc/depmod.d" "$ROOT/usr/lib/depmod.d"
+    ln -s usr/lib "$ROOT/lib"
+    : >"$modules/modules.order"
+    : >"$modules/modules.builtin"
+    : >"$modules/modules.builtin.modinfo"
+}
+
+# module NAME: a loadable-module object (ELF with a .modinfo section) that
+# depmod indexes, with the alias volwatch:NAME.
+module() {
+    printf '__attribute__((section(".modinfo"), used)) static const char info[] = "license=GPL\\0alias=volwatch:%s\\0name=%s";\n' \
+        "$1" "$1" >"$SANDBOX/$1.c"
+    gcc -c -o "$modules/kernel/drivers/$1.ko" "$SANDBOX/$1.c"
+}
+
+@test "examples: depmod, for real: its own modules.* files are declared outputs, so one vrebuild leaves the cache clean" {
+    depmod_root
+    module vwfirst
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 1 ]
+    run "$VREBUILD" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"depmod-$version: cache updated"* ]]
+    [[ "$output" != *"once more"* ]]
+    grep -q '^alias volwatch:vwfirst vwfirst$' "$modules/modules.alias"
+    [ -s "$modules/modules.alias.bin" ]
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    # depmod rewrites every modules.* file on each run: still clean.
+    run "$VREBUILD" --force "$ROOT"
+    [ "$status" -eq 0 ]
+    run "$VCHECK" --deep "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+
+    module vwsecond
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"depmod-$version"*"stale: usr/lib/modules/$version/kernel/drivers/vwsecond.ko"* ]]
+    run "$VREBUILD" "$ROOT"
+    [ "$status" -eq 0 ]
+    grep -q '^alias volwatch:vwsecond vwsecond$' "$modules/modules.alias"
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 0 ]
+    # An input beside the outputs is not one of them.
+    echo kernel/drivers/vwfirst.ko >"$modules/modules.order"
+    run "$VCHECK" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"modules.order"* ]]
+}
+
+@test "examples: depmod, for real: without its outputs declared, the cache cannot converge, and vrebuild says why" {
+    depmod_root
+    module vwfirst
+    # The example without outputs: depmod rewrites its files in every run.
+    "$PYTHON" - "$ROOT/etc/volwatch/bootcaches.toml" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+text, n = re.subn(r"\noutputs = \[.*?\]\n", "\n", text, flags=re.S)
+assert n == 1
+open(path, "w").write(text)
+PY
+    run "$VREBUILD" "$ROOT"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"running it once more to settle"* ]]
+    [[ "$output" == *"the sources changed again during the second run"*"declare them in the cache's outputs"* ]]
+    run "$VCHECK" "$ROOT"
+    [ "$status" -eq 1 ]
+}
+
+@test "examples: depmod with vwatch, for real: a new module costs exactly one rebuild" {
+    depmod_root
+    module vwfirst
+    counting_vrebuild
+    start_vwatch --settle 200ms --startup-delay 0
+    wait_for "[[ \$(rebuild_count) -eq 1 ]]" 20
+    wait_until_clean 1
+    still_exactly_rebuilds 1
+    module vwsecond
+    wait_for "[[ \$(rebuild_count) -eq 2 ]]" 20
+    wait_until_clean 2
+    still_exactly_rebuilds 2
+    grep -q '^alias volwatch:vwsecond vwsecond$' "$modules/modules.alias"
 }

@@ -929,6 +929,38 @@ TEST_F(ConfigTest, VolumeDepthValues) {
     }
 }
 
+TEST_F(ConfigTest, VolumeOutputs) {
+    auto with_outputs = [](const char* outputs) {
+        return parse_volume(fmt::format("version = 1\n[[cache]]\nname = \"depmod\"\nsources = [\"usr/lib/modules/6.1\", \"etc/depmod.d\"]\n"
+                                        "product = \"usr/lib/modules/6.1/modules.dep\"\nrebuild = \"ldconfig\"\noutputs = {}",
+                                        outputs));
+    };
+    auto config = with_outputs("[\"usr/lib/modules/*/modules.alias\", \"usr/lib/modules/6.1/modules.*.bin\"]");
+    ASSERT_TRUE(config) << config.problem().message;
+    EXPECT_EQ(config->caches[0].outputs,
+              (std::vector<std::string>{"usr/lib/modules/*/modules.alias", "usr/lib/modules/6.1/modules.*.bin"}));
+    EXPECT_TRUE(with_outputs("[]")->caches[0].outputs.empty());
+    EXPECT_TRUE(fails_with(with_outputs("\"usr/lib/modules/6.1/modules.dep\""), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs: expected an array of strings, found a string"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules/6.1/x\", 3]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[1]: expected a string, found an integer"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules/../../../etc/shadow\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"usr/lib/modules/../../../etc/shadow\": \"..\" would leave the volume"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"/usr/lib/modules/6.1/modules.dep\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"/usr/lib/modules/6.1/modules.dep\": absolute path (paths are relative to the volume root)"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules/6.1/[ab\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"usr/lib/modules/6.1/[ab\": \"[\" without a closing \"]\""));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/./modules/6.1/x\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"usr/lib/./modules/6.1/x\": a \".\" component (write the path without it)"));
+    // Outputs live beneath the cache's own sources, never beside them.
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules/6.1/x\",\n  \"etc/ld.so.cache\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:8: cache[0].outputs[1]: \"etc/ld.so.cache\" is not beneath any of the cache's sources"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"usr/lib/modules\" is not beneath any of the cache's sources"));
+    EXPECT_TRUE(fails_with(with_outputs("[\"usr/lib/modules/*\"]"), ExitCode::bad_volume_config,
+                           "vol.toml:7: cache[0].outputs[0]: \"usr/lib/modules/*\" names the source \"usr/lib/modules/6.1\" itself"));
+}
+
 TEST_F(ConfigTest, VolumeDuplicateHelperFiles) {
     EXPECT_TRUE(fails_with(parse_volume("version = 1\n[helpers]\nfiles = [\"boot/vmlinuz\", \"boot/initrd.img\",\n"
                                         "  \"boot/vmlinuz\"]"),
@@ -1298,6 +1330,7 @@ TEST_F(ConfigTest, ConfigDigestTracksEveryCacheFieldAndTheArgv) {
     EXPECT_NE(changed([](CacheSpec& c) { c.rebuild = "other"; }), digest)
         << "same argv, different rebuilder name";
     EXPECT_EQ(changed([](CacheSpec& c) { c.line = 40; }), digest) << "moving the entry in the file is no change";
+    EXPECT_NE(changed([](CacheSpec& c) { c.outputs = {"usr/lib/modules/*/modules.dep"}; }), digest);
 
     HostConfig argv_changed = host;
     argv_changed.rebuilders.at("initramfs").argv.push_back("-v");

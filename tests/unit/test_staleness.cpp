@@ -268,3 +268,101 @@ TEST_F(Staleness, BuildRecordRoundTrips) {
 }
 
 }  // namespace
+
+namespace {
+
+// depmod's case: the rebuilder rewrites files beside the modules it indexes.
+class DeclaredOutputs : public Staleness {
+protected:
+    void SetUp() override {
+        Staleness::SetUp();
+        cache.sources = {"modules/6.1"};
+        cache.product = "modules/6.1/modules.dep";
+        write_file(root() / "modules/6.1/kernel/a.ko", "a");
+        write_file(root() / "modules/6.1/modules.order", "kernel/a.ko\n");
+    }
+
+    // What the rebuilder writes on every run, after the build started.
+    void rebuilder_writes() {
+        write_file(root() / "modules/6.1/modules.alias", fmt::format("run {}", ++runs));
+        write_file(root() / "modules/6.1/modules.alias.bin", "bin");
+        write_file(root() / "modules/6.1/modules.dep", "kernel/a.ko:");
+    }
+
+    CacheVerdict build_while_the_rebuilder_writes() {
+        UniqueFd fd(::open(root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        auto record = begin_build_record(fd.get(), cache, host);
+        EXPECT_TRUE(record.ok());
+        rebuilder_writes();
+        EXPECT_TRUE(write_build_record(fd.get(), cache.name, *record).ok());
+        return check();
+    }
+
+    int runs = 0;
+};
+
+TEST_F(DeclaredOutputs, WithoutOutputsTheRebuildersOwnWritesLeaveTheCacheStale) {
+    auto verdict = build_while_the_rebuilder_writes();
+    ASSERT_EQ(verdict.state, CacheState::stale);
+    EXPECT_NE(verdict.reason.find("modules/6.1/modules.alias"), std::string::npos) << verdict.reason;
+}
+
+TEST_F(DeclaredOutputs, DeclaredOutputsAreNotSources) {
+    cache.outputs = {"modules/*/modules.alias", "modules/*/modules.*.bin"};
+    EXPECT_EQ(build_while_the_rebuilder_writes().state, CacheState::clean);
+    rebuilder_writes();  // every later run rewrites them: still clean
+    EXPECT_EQ(check().state, CacheState::clean);
+    EXPECT_EQ(check({0, true}).state, CacheState::clean);
+}
+
+TEST_F(DeclaredOutputs, ChangesBesideTheOutputsStillCount) {
+    cache.outputs = {"modules/*/modules.alias", "modules/*/modules.*.bin"};
+    ASSERT_EQ(build_while_the_rebuilder_writes().state, CacheState::clean);
+    write_file(root() / "modules/6.1/kernel/b.ko", "b");
+    auto verdict = check();
+    ASSERT_EQ(verdict.state, CacheState::stale);
+    EXPECT_NE(verdict.reason.find("modules/6.1/kernel"), std::string::npos) << verdict.reason;
+    ASSERT_EQ(build_while_the_rebuilder_writes().state, CacheState::clean);
+    write_file(root() / "modules/6.1/modules.order", "kernel/a.ko\nkernel/b.ko\n");  // an input, not an output
+    EXPECT_EQ(check().state, CacheState::stale);
+    ASSERT_EQ(build_while_the_rebuilder_writes().state, CacheState::clean);
+    write_file(root() / "modules/6.1/modules.builtin", "new");  // a new entry in the outputs' directory
+    EXPECT_EQ(check().state, CacheState::stale);
+}
+
+TEST_F(DeclaredOutputs, AMatchedDirectoryIsLeftOutWhole) {
+    cache.sources = {"modules"};
+    cache.depth = Depth::deep;
+    cache.outputs = {"modules/*/cache"};
+    write_file(root() / "modules/6.1/cache/x", "1");
+    std::filesystem::create_directories(root() / "modules/6.2");
+    build();
+    write_file(root() / "modules/6.1/cache/deeper/y", "2");
+    EXPECT_EQ(check().state, CacheState::clean);
+    write_file(root() / "modules/6.2/cache", "a file of the same name in another version is an output too");
+    EXPECT_EQ(check().state, CacheState::clean);
+    write_file(root() / "modules/6.2/caches", "but not this");
+    EXPECT_EQ(check().state, CacheState::stale);
+}
+
+TEST_F(DeclaredOutputs, ShallowSourcesLeaveOutputsOutToo) {
+    cache.depth = Depth::shallow;
+    cache.outputs = {"modules/6.1/modules.alias*"};
+    EXPECT_EQ(build_while_the_rebuilder_writes().state, CacheState::clean);
+}
+
+TEST_F(DeclaredOutputs, DescribeChangeNamesTheNewestEntry) {
+    UniqueFd fd(::open(root().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    auto record = begin_build_record(fd.get(), cache, host);
+    ASSERT_TRUE(record.ok());
+    write_file(root() / "modules/6.1/kernel/b.ko", "b");
+    auto now = scan_sources(fd.get(), cache);
+    ASSERT_TRUE(now.ok());
+    EXPECT_EQ(describe_change(*now, *record).rfind("modules/6.1/kernel/b.ko is ", 0), 0u) << describe_change(*now, *record);
+    record->started = now->newest + second;
+    EXPECT_EQ(describe_change(*now, *record), fmt::format("{} entries then, {} now", record->entries, now->entries));
+    record->entries = now->entries;
+    EXPECT_EQ(describe_change(*now, *record), "an entry was removed or replaced");
+}
+
+}  // namespace

@@ -66,6 +66,7 @@ struct CacheSpec {
     std::string name;                  // [A-Za-z0-9._-], unique within the volume
     std::vector<std::string> sources;  // relative to the volume root, never empty
     std::string product;               // relative to the volume root
+    std::vector<std::string> outputs;  // paths or globs beneath a source that the rebuilder itself writes
     Depth depth = Depth::shallow;
     std::string rebuild;               // the name of a host-config rebuilder
     int line = 0;                      // where the [[cache]] table starts

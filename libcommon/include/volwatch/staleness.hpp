@@ -46,8 +46,9 @@ struct BuildRecord {
 };
 
 /// Walks the sources of `cache` beneath `root_fd`: shallow = each source and,
-/// for a directory, its entries; deep = every entry beneath. The product and
-/// volwatch's own state directory are never counted. Missing sources are
+/// for a directory, its entries; deep = every entry beneath. The product, the
+/// cache's declared outputs and volwatch's own state directory are never
+/// counted; a directory holding the product or an output counts by identity. Missing sources are
 /// noted, not errors; an escape or mount crossing is a bad_volume_config Problem.
 /// `threads` > 1 walks deep trees in parallel.
 [[nodiscard]] Result<SourceState> scan_sources(int root_fd, const CacheSpec& cache, unsigned threads = 0);
@@ -60,8 +61,13 @@ struct BuildRecord {
 [[nodiscard]] std::optional<BuildRecord> read_build_record(int root_fd, const std::string& cache_name);
 /// Starts a build record for `cache`: takes the start time first, then the
 /// source state, so a change made during the build leaves the cache stale.
+/// `state`, if given, receives the source state the record was made from.
 [[nodiscard]] Result<BuildRecord> begin_build_record(int root_fd, const CacheSpec& cache, const HostConfig& host,
-                                                     unsigned threads = 0);
+                                                     unsigned threads = 0, SourceState* state = nullptr);
+/// For a person: what differs between `now` and the state `record` was made
+/// from: the newest entry when it is newer than the record's start, else
+/// "an entry was removed or replaced" (or the entry counts).
+[[nodiscard]] std::string describe_change(const SourceState& now, const BuildRecord& record);
 /// Writes the record of `cache_name` beneath `root_fd` atomically (temp file,
 /// fsync, rename, fsync of the directory), creating var/lib/volwatch/build.
 [[nodiscard]] Status write_build_record(int root_fd, const std::string& cache_name, const BuildRecord& record);
