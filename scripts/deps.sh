@@ -6,7 +6,7 @@
 set -euo pipefail
 
 # Not libboost-dev: Boost.Interprocess has no job here (docs/locking.md says why).
-build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev scdoc)
+build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libblkid-dev scdoc)
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
                clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info kmod systemd)
 

@@ -3,8 +3,8 @@
 # ctest (unit tests and end-to-end tests of the real binaries).
 #   scripts/test.sh               normal build (warnings are errors) in build/
 #   scripts/test.sh --sanitize    AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
-#   scripts/test.sh --fuzz[=SECS] build the libFuzzer target with clang, volwatch_common instrumented
-#                                 too, in build-fuzz/, and fuzz for SECS (default 60)
+#   scripts/test.sh --fuzz[=SECS] build the libFuzzer targets with clang, volwatch_common instrumented
+#                                 too, in build-fuzz/, and fuzz each for SECS (default 60)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,22 +40,27 @@ fuzz)
     if ! command -v clang++ >/dev/null; then echo "test.sh: clang++ not found; fuzzing skipped"; exit 0; fi
     CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVOLWATCH_BUILD_FUZZERS=ON \
         -DVOLWATCH_BUILD_TESTS=ON >/dev/null
-    cmake --build build-fuzz -j "$jobs" --target fuzz_config
+    cmake --build build-fuzz -j "$jobs" --target fuzz_config fuzz_helper_target
     seed=${VOLWATCH_FUZZ_SEED:-$(date +%s)}
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
-    cp -r tests/fuzz/corpus/. "$work/"
-    echo "fuzz: seed $seed, ${fuzz_seconds}s (reproduce with VOLWATCH_FUZZ_SEED=$seed)"
-    if ! build-fuzz/tests/fuzz/fuzz_config -seed="$seed" -max_total_time="$fuzz_seconds" -max_len=65536 \
-        -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/" "$work" 2>"$work/fuzz.log"; then
-        tail -40 "$work/fuzz.log"
-        echo "fuzz: FAILED with seed $seed; crashing inputs:"; ls "$work"/crash-* "$work"/timeout-* 2>/dev/null || true
-        exit 1
-    fi
-    tail -3 "$work/fuzz.log"
-    # Coverage after the seed corpus and at the end: the parser is instrumented,
-    # so the count should keep growing (a flat count means the fuzzer is blind).
-    echo "fuzz: coverage $(grep -m1 -o 'INITED cov: [0-9]*' "$work/fuzz.log" | grep -o '[0-9]*$' || echo '?') after the corpus," \
-        "$(grep -o 'cov: [0-9]*' "$work/fuzz.log" | tail -1 | grep -o '[0-9]*$' || echo '?') at the end"
+    # Each target with its own corpus: the config loader and the helper-target spec parser.
+    for pair in fuzz_config:corpus fuzz_helper_target:corpus_helper_target; do
+        target=${pair%%:*}
+        mkdir -p "$work/$target"
+        cp -r "tests/fuzz/${pair#*:}/." "$work/$target/"
+        echo "fuzz: $target, seed $seed, ${fuzz_seconds}s (reproduce with VOLWATCH_FUZZ_SEED=$seed)"
+        if ! "build-fuzz/tests/fuzz/$target" -seed="$seed" -max_total_time="$fuzz_seconds" -max_len=65536 \
+            -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/$target-" "$work/$target" 2>"$work/$target.log"; then
+            tail -40 "$work/$target.log"
+            echo "fuzz: $target FAILED with seed $seed; crashing inputs:"; ls "$work/$target"-crash-* "$work/$target"-timeout-* 2>/dev/null || true
+            exit 1
+        fi
+        tail -3 "$work/$target.log"
+        # Coverage after the seed corpus and at the end: the parser is instrumented,
+        # so the count should keep growing (a flat count means the fuzzer is blind).
+        echo "fuzz: $target coverage $(grep -m1 -o 'INITED cov: [0-9]*' "$work/$target.log" | grep -o '[0-9]*$' || echo '?') after the corpus," \
+            "$(grep -o 'cov: [0-9]*' "$work/$target.log" | tail -1 | grep -o '[0-9]*$' || echo '?') at the end"
+    done
     ;;
 esac

@@ -38,6 +38,7 @@
 
 #include "volwatch/digest.hpp"
 #include "volwatch/fd.hpp"
+#include "volwatch/helper_device.hpp"
 #include "volwatch/rebuilder_outputs.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -249,14 +250,23 @@ HelperMapping read_helper_mapping(const Reader& reader, std::size_t index, const
             if (mapping.volume.rfind("UUID=", 0) != 0 && (mapping.volume.empty() || mapping.volume.front() != '/'))
                 reader.fail(v.source(), sub, "must be an absolute path or UUID=...");
             has_volume = true;
+        } else if (k == "fstype") {
+            mapping.fstype = reader.string(v, sub);
+            if (std::string problem = fstype_problem(mapping.fstype); !problem.empty()) reader.fail(v.source(), sub, problem);
         } else if (k == "require_mount") {
             mapping.require_mount = reader.boolean(v, sub);
         } else if (k == "targets") {
             const auto* array = v.as_array();
             if (array == nullptr) reader.fail(v.source(), sub, fmt::format("expected an array of strings, found {}", Reader::type_name(v)));
             if (array->empty()) reader.fail(v.source(), sub, "must not be empty");
-            for (std::size_t i = 0; i < array->size(); ++i)
-                mapping.targets.push_back(reader.absolute_path((*array)[i], fmt::format("{}[{}]", sub, i)));
+            for (std::size_t i = 0; i < array->size(); ++i) {
+                std::string item = fmt::format("{}[{}]", sub, i);
+                auto spec = parse_target_spec(reader.string((*array)[i], item));
+                if (!spec) reader.fail((*array)[i].source(), item, spec.problem().message);
+                if (std::string problem = target_spec_problem_now(*spec); !problem.empty())
+                    reader.fail((*array)[i].source(), item, problem);
+                mapping.targets.emplace_back(spec->text);
+            }
             has_targets = true;
         } else {
             reader.unknown_key(k, sub);

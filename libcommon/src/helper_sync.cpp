@@ -126,7 +126,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     // look like success while the real helper is never updated.
     auto mount = probe_helper_mount(target);
     if (!mount) return finish(HelperOutcome::failed, fmt::format("helper target {}: cannot examine it: {}", target.string(), std::strerror(errno)));
-    std::string unmounted = helper_mount_problem(target, *mount, read_bootstamp(root_fd, target), helper.require_mount,
+    std::string unmounted = helper_mount_problem(target, *mount, read_bootstamp(root_fd, stamp_identity(helper)), helper.require_mount,
                                                  read_live_pointer(target).has_value(), options.force);
     if (!unmounted.empty()) return finish(HelperOutcome::failed, std::move(unmounted));
 
@@ -160,7 +160,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     fs::path slot_dir = base / ("slot-" + slot);
     std::uint64_t generation = (live ? live->generation : 0) + 1;
     int stamp_error = 0;
-    if (auto fd = open_beneath(root_fd, bootstamp_relpath(target), O_RDONLY | O_NONBLOCK, &stamp_error)) {
+    if (auto fd = open_beneath(root_fd, bootstamp_relpath(stamp_identity(helper)), O_RDONLY | O_NONBLOCK, &stamp_error)) {
         char buffer[1 << 16];
         ssize_t n = ::read(fd->get(), buffer, sizeof buffer);
         if (n > 0) {
@@ -213,7 +213,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     manifest.volume = volume.id.value;
     manifest.generation = generation;
     Bootstamp stamp;
-    stamp.target = target.lexically_normal().string();
+    stamp.target = stamp_identity(helper).lexically_normal().string();
     stamp.generation = generation;
     stamp.mount_root = mount->mount_root;
     stamp.filesystem = mount->filesystem;
@@ -252,7 +252,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     // 5. Record on the volume what was copied.
     auto stamps = make_dirs_beneath(root_fd, bootstamp_reldir);
     if (!stamps) return finish(HelperOutcome::failed, stamps.problem().message);
-    std::string stamp_name = fs::path(bootstamp_relpath(target)).filename().string();
+    std::string stamp_name = fs::path(bootstamp_relpath(stamp_identity(helper))).filename().string();
     if (auto written = write_file_atomically(stamps->get(), stamp_name, format_bootstamp(stamp)); !written)
         return finish(HelperOutcome::failed, written.problem().message);
 

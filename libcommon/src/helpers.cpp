@@ -233,7 +233,7 @@ std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostCon
             matches = !ec && canonical == volume.root;
         }
         if (matches)
-            for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount});
+            for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount, mapping.fstype, {}});
     }
     return targets;
 }
@@ -253,7 +253,7 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const Helper
         verdict.reason = fmt::format("helper target {} is missing or not a directory", target.string());
         return verdict;
     }
-    std::optional<Bootstamp> stamp = read_bootstamp(root_fd, target);
+    std::optional<Bootstamp> stamp = read_bootstamp(root_fd, stamp_identity(helper));
     // Before anything else: an unmounted helper's bare directory may even
     // hold an old slot of ours, which must not pass for the helper.
     auto mount = probe_helper_mount(target);

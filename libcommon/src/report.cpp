@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "volwatch/fd.hpp"
+#include "volwatch/helper_device.hpp"
 
 namespace volwatch {
 
@@ -80,7 +81,7 @@ VolumeReport inspect_volume(const Volume& volume, const HostConfig& host, const 
     }
     if (!config->helper_files.empty()) {
         for (const auto& target : helper_targets_for(volume, host))
-            report.helpers.push_back(check_helper(root.get(), *config, target, options.deep));
+            report.helpers.push_back(check_helper_target(root.get(), *config, target, options.deep));
     }
 
     bool any_error = false;

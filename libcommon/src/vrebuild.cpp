@@ -15,6 +15,7 @@
 #include "json_text.hpp"
 
 #include "volwatch/fd.hpp"
+#include "volwatch/helper_device.hpp"
 #include "volwatch/helper_sync.hpp"
 #include "volwatch/lockdir.hpp"
 #include "volwatch/output.hpp"
@@ -173,6 +174,16 @@ private:
         return outcome;
     }
 
+    // A whole-disk lock held by another process (udev probing, a partitioning
+    // tool) is waited for within --wait, else default_device_lock_wait.
+    std::chrono::steady_clock::time_point device_lock_deadline() const {
+        auto now = std::chrono::steady_clock::now();
+        if (!options_.wait) return now + default_device_lock_wait;
+        if (*options_.wait >= std::chrono::duration_cast<Duration>(std::chrono::hours(24 * 365)))
+            return std::chrono::steady_clock::time_point::max();
+        return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*options_.wait);
+    }
+
     bool selected(const CacheSpec& cache) const { return options_.cache.empty() || options_.cache == cache.name; }
 
     std::vector<std::string> argv_for(const Volume& volume, const CacheSpec& cache) const {
@@ -202,7 +213,7 @@ private:
         bool rebuilds = std::any_of(outcome.caches.begin(), outcome.caches.end(),
                                     [](const CacheOutcome& c) { return c.action == "would-rebuild"; });
         for (const auto& target : helper_targets_for(volume, host_)) {
-            HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, true});
+            HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, {options_.force, true}, device_lock_deadline());
             // A helper file the rebuild is about to produce cannot be measured yet.
             if (result.outcome == HelperOutcome::failed && rebuilds && result.message.find("helper file ") == 0) {
                 result.outcome = HelperOutcome::would_update;
@@ -234,7 +245,7 @@ private:
         if (!failed && !tempfail && !interrupted()) {
             for (const auto& target : helper_targets_for(volume, host_)) {
                 if (interrupted()) break;
-                HelperSyncResult result = sync_helper(root_fd, volume, config, target, {options_.force, false});
+                HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, {options_.force, false}, device_lock_deadline());
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
                     err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: update failed: {}", name, target.path.string(), result.message)) << '\n';

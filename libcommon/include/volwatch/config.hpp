@@ -32,7 +32,8 @@ struct Rebuilder {
 /// Where a volume's helper files are copied to; defined only in the host config.
 struct HelperMapping {
     std::string volume;  // a path inside the volume, or "UUID=..."
-    std::vector<std::filesystem::path> targets;
+    std::vector<std::filesystem::path> targets;  // directories or device specs (helper_device.hpp), as parsed
+    std::string fstype;          // the file-system type a device target must hold ("" = any)
     bool require_mount = false;  // a target that is not a mount point is an error, even before the first sync
     int line = 0;
 };

@@ -97,9 +97,16 @@ struct LivePointer {
 
 /// A helper target as the host config names it.
 struct HelperTarget {
-    std::filesystem::path path;
+    std::filesystem::path path;  // a directory, or a device spec ("UUID=...", "/dev/vdb2"; helper_device.hpp)
     bool require_mount = false;  // [[helpers]] require_mount
+    std::string fstype;          // [[helpers]] fstype: the type a device target must hold ("" = any)
+    std::string stamp_key;       // keys the bootstamp instead of `path` (a device target's spec while it is mounted)
 };
+
+/// What keys the bootstamp of `target`: its stamp_key, else its path.
+[[nodiscard]] inline std::filesystem::path stamp_identity(const HelperTarget& target) {
+    return target.stamp_key.empty() ? target.path : std::filesystem::path(target.stamp_key);
+}
 
 /// The helper targets the host config assigns to `volume` (matched by
 /// "UUID=..." or by a path that resolves inside the volume's root).
