@@ -2,9 +2,11 @@
 # shellcheck disable=SC2154  # bats sets status and output
 # The example configs in examples/: every one loads (vcheck reports its
 # caches, no config error), the per-cache examples agree with the combined
-# Debian ones, and the ldconfig, shared-mime-info and two-ESP examples work
-# for real on a minimal root built here: vcheck sees a change, vrebuild runs
-# the real tools, and the caches they leave are correct.
+# Debian ones, and the ldconfig, depmod, shared-mime-info and two-ESP
+# examples work for real on a minimal root built here: vcheck sees a change,
+# vrebuild runs the real tools, the caches they leave are correct, and one
+# vrebuild leaves the volume clean although ldconfig and depmod write beside
+# their sources (also under vwatch: exactly one rebuild per change).
 
 bats_require_minimum_version 1.5.0
 
