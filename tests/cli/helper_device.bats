@@ -211,3 +211,15 @@ image_files() {
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper LABEL=$LABEL  clean"* ]]
 }
+
+@test "vcheck by an unprivileged user reports a device target as an error that says it needs root" {
+    command -v setpriv >/dev/null || skip "setpriv is not installed (util-linux)"
+    use_target "LABEL=$LABEL"
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    chmod -R go+rX "$SANDBOX"
+    run setpriv --reuid=65534 --regid=65534 --clear-groups env VOLWATCH_CONFIG="$HOST" "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper LABEL=$LABEL  error: no device with LABEL=$LABEL found; "*" block devices could not be read (needs root)"* ]]
+}
