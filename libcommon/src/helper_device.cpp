@@ -256,7 +256,8 @@ std::string target_spec_problem_now(const TargetSpec& spec) {
     if (spec.kind != TargetKind::device_path) return "";
     struct stat st {};
     if (::stat(spec.value.c_str(), &st) != 0) return "";  // not there yet: a per-target error when it is needed
-    if (!S_ISBLK(st.st_mode)) return fmt::format("\"{}\" is under /dev but is not a block device", spec.value);
+    if (!S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode))
+        return fmt::format("\"{}\" is under /dev but is not a block device", spec.value);
     return "";
 }
 
@@ -269,10 +270,19 @@ std::string fstype_problem(std::string_view fstype) {
     return "";
 }
 
-bool names_device(const HelperTarget& target) {
+namespace {
+// The spec of a configured target as it is now: a /dev/ path that is a
+// directory (/dev/shm/esp, a tmpfs) is a directory target.
+std::optional<TargetSpec> device_spec_of(const HelperTarget& target) {
     auto spec = parse_target_spec(target.path.string());
-    return spec && spec->kind != TargetKind::directory;
+    if (!spec || spec->kind == TargetKind::directory) return std::nullopt;
+    struct stat st {};
+    if (spec->kind == TargetKind::device_path && ::stat(spec->value.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return std::nullopt;
+    return *spec;
 }
+}  // namespace
+
+bool names_device(const HelperTarget& target) { return device_spec_of(target).has_value(); }
 
 Result<HelperDevice> find_helper_device(const TargetSpec& spec, const std::string& expected_fstype) {
     HelperDevice device;
@@ -372,8 +382,8 @@ HelperSyncResult sync_helper_target(int root_fd, const Volume& volume, const Vol
         result.message = message;
         return result;
     };
-    auto spec = parse_target_spec(target.path.string());
-    if (!spec || spec->kind == TargetKind::directory) {
+    auto spec = device_spec_of(target);
+    if (!spec) {
         if (options.dry_run) return sync_helper(root_fd, volume, config, target, options);
         // Only a mounted partition is a helper partition: a plain directory
         // on / (or a test's sandbox) locks no disk. A disk this process may
@@ -419,8 +429,8 @@ HelperSyncResult sync_helper_target(int root_fd, const Volume& volume, const Vol
 }
 
 HelperVerdict check_helper_target(int root_fd, const VolumeConfig& config, const HelperTarget& target, bool verify_content) {
-    auto spec = parse_target_spec(target.path.string());
-    if (!spec || spec->kind == TargetKind::directory) return check_helper(root_fd, config, target, verify_content);
+    auto spec = device_spec_of(target);
+    if (!spec) return check_helper(root_fd, config, target, verify_content);
     HelperVerdict verdict;
     verdict.target = target.path;
     verdict.state = CacheState::error;

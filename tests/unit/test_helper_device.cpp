@@ -79,6 +79,11 @@ TEST(HelperTargetSpec, ADevPathThatIsNoBlockDeviceIsRefusedWhenTheConfigLoads) {
     auto missing = parse_target_spec("/dev/volwatch-no-such-device");
     ASSERT_TRUE(missing.ok());
     EXPECT_EQ(target_spec_problem_now(*missing), "");  // a per-target error at sync time
+    // A directory under /dev (tmpfs /dev/shm) is a directory target.
+    auto shm = parse_target_spec("/dev/shm");
+    ASSERT_TRUE(shm.ok());
+    EXPECT_EQ(target_spec_problem_now(*shm), "");
+    EXPECT_FALSE(names_device(HelperTarget{"/dev/shm", false, {}, {}}));
 }
 
 TEST(HelperTargetSpec, HostConfigNamesFileLineAndKey) {
