@@ -56,7 +56,10 @@ use_target() {
 not_mounted() {
     local dev
     dev=$(lsblk -no MAJ:MIN "$LOOP" | tr -d ' ')
-    ! grep -q " $dev " /proc/[0-9]*/mountinfo 2>/dev/null
+    if grep -q " $dev " /proc/[0-9]*/mountinfo 2>/dev/null; then
+        echo "$LOOP ($dev) is mounted: $(grep -l " $dev " /proc/[0-9]*/mountinfo 2>/dev/null | tr '\n' ' ')"
+        return 1
+    fi
 }
 
 # image_files: what is on the image, read through debugfs (no mount).
