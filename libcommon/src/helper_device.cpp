@@ -123,15 +123,23 @@ std::vector<std::string> all_block_devices() {
     return nodes;
 }
 
-std::optional<std::string> locate_by_tag(const TargetSpec& spec) {
+// The node of the device `spec` names; `unreadable` counts the devices that
+// could not be probed (an unprivileged vcheck cannot open block devices).
+std::optional<std::string> locate_by_tag(const TargetSpec& spec, int& unreadable) {
+    unreadable = 0;
     char* found = blkid_evaluate_tag(tag_name(spec.kind), spec.value.c_str(), nullptr);
     if (found != nullptr) {
         std::string node = found;
         std::free(found);
         if (matches(spec, probe_device(node))) return node;
     }
-    for (const auto& node : all_block_devices())
+    for (const auto& node : all_block_devices()) {
+        if (::access(node.c_str(), R_OK) != 0) {
+            ++unreadable;
+            continue;
+        }
         if (matches(spec, probe_device(node))) return node;
+    }
     return std::nullopt;
 }
 
@@ -216,7 +224,7 @@ Result<TargetSpec> parse_target_spec(std::string_view text) {
     if (!tag_like) {
         if (text.rfind("dev/", 0) == 0)
             return bad_spec(fmt::format("\"{}\" is a relative device path; write /{}", text, text));
-        return bad_spec(fmt::format("\"{}\" is a relative path; a target is an absolute directory, UUID=, PARTUUID=, LABEL= or a /dev/ path", text));
+        return bad_spec(fmt::format("\"{}\" is not an absolute path (a target is a directory, UUID=, PARTUUID=, LABEL= or a /dev/ path)", text));
     }
     std::string_view tag = text.substr(0, equals);
     std::string_view value = text.substr(equals + 1);
@@ -248,7 +256,8 @@ std::string target_spec_problem_now(const TargetSpec& spec) {
     if (spec.kind != TargetKind::device_path) return "";
     struct stat st {};
     if (::stat(spec.value.c_str(), &st) != 0) return "";  // not there yet: a per-target error when it is needed
-    if (!S_ISBLK(st.st_mode)) return fmt::format("\"{}\" is under /dev but is not a block device", spec.value);
+    if (!S_ISBLK(st.st_mode) && !S_ISDIR(st.st_mode))
+        return fmt::format("\"{}\" is under /dev but is not a block device", spec.value);
     return "";
 }
 
@@ -261,10 +270,19 @@ std::string fstype_problem(std::string_view fstype) {
     return "";
 }
 
-bool names_device(const HelperTarget& target) {
+namespace {
+// The spec of a configured target as it is now: a /dev/ path that is a
+// directory (/dev/shm/esp, a tmpfs) is a directory target.
+std::optional<TargetSpec> device_spec_of(const HelperTarget& target) {
     auto spec = parse_target_spec(target.path.string());
-    return spec && spec->kind != TargetKind::directory;
+    if (!spec || spec->kind == TargetKind::directory) return std::nullopt;
+    struct stat st {};
+    if (spec->kind == TargetKind::device_path && ::stat(spec->value.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return std::nullopt;
+    return *spec;
 }
+}  // namespace
+
+bool names_device(const HelperTarget& target) { return device_spec_of(target).has_value(); }
 
 Result<HelperDevice> find_helper_device(const TargetSpec& spec, const std::string& expected_fstype) {
     HelperDevice device;
@@ -276,7 +294,10 @@ Result<HelperDevice> find_helper_device(const TargetSpec& spec, const std::strin
     } else if (spec.kind == TargetKind::directory) {
         return Problem{ExitCode::internal, fmt::format("{} names a directory, not a device", spec.text)};
     } else {
-        auto node = locate_by_tag(spec);
+        int unreadable = 0;
+        auto node = locate_by_tag(spec, unreadable);
+        if (!node && unreadable > 0)
+            return target_problem(fmt::format("no device with {} found; {} block devices could not be read (needs root)", spec.text, unreadable));
         if (!node) return target_problem(fmt::format("no device with {} is present", spec.text));
         device.node = *node;
     }
@@ -361,15 +382,20 @@ HelperSyncResult sync_helper_target(int root_fd, const Volume& volume, const Vol
         result.message = message;
         return result;
     };
-    auto spec = parse_target_spec(target.path.string());
-    if (!spec || spec->kind == TargetKind::directory) {
+    auto spec = device_spec_of(target);
+    if (!spec) {
         if (options.dry_run) return sync_helper(root_fd, volume, config, target, options);
+        // Only a mounted partition is a helper partition: a plain directory
+        // on / (or a test's sandbox) locks no disk. A disk this process may
+        // not open (an unprivileged run, a container's device policy) cannot
+        // be locked, and the sync goes on as before this lock existed.
         struct stat st {};
         std::optional<DiskLock> lock;
-        if (::stat(target.path.c_str(), &st) == 0) {
+        auto mount = probe_helper_mount(target.path);
+        if (mount && mount->mount_root && ::stat(target.path.c_str(), &st) == 0) {
             auto locked = lock_whole_disk(st.st_dev, lock_deadline);
-            if (!locked) return failed(locked.problem().message);
-            lock = std::move(*locked);
+            if (locked) lock = std::move(*locked);
+            else if (locked.problem().message.find("cannot open ") != 0) return failed(locked.problem().message);
         }
         return sync_helper(root_fd, volume, config, target, options);
     }
@@ -403,8 +429,8 @@ HelperSyncResult sync_helper_target(int root_fd, const Volume& volume, const Vol
 }
 
 HelperVerdict check_helper_target(int root_fd, const VolumeConfig& config, const HelperTarget& target, bool verify_content) {
-    auto spec = parse_target_spec(target.path.string());
-    if (!spec || spec->kind == TargetKind::directory) return check_helper(root_fd, config, target, verify_content);
+    auto spec = device_spec_of(target);
+    if (!spec) return check_helper(root_fd, config, target, verify_content);
     HelperVerdict verdict;
     verdict.target = target.path;
     verdict.state = CacheState::error;

@@ -56,7 +56,10 @@ use_target() {
 not_mounted() {
     local dev
     dev=$(lsblk -no MAJ:MIN "$LOOP" | tr -d ' ')
-    ! grep -q " $dev " /proc/[0-9]*/mountinfo 2>/dev/null
+    if grep -q " $dev " /proc/[0-9]*/mountinfo 2>/dev/null; then
+        echo "$LOOP ($dev) is mounted: $(grep -l " $dev " /proc/[0-9]*/mountinfo 2>/dev/null | tr '\n' ' ')"
+        return 1
+    fi
 }
 
 # image_files: what is on the image, read through debugfs (no mount).
@@ -210,4 +213,16 @@ image_files() {
     not_mounted
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper LABEL=$LABEL  clean"* ]]
+}
+
+@test "vcheck by an unprivileged user reports a device target as an error that says it needs root" {
+    command -v setpriv >/dev/null || skip "setpriv is not installed (util-linux)"
+    use_target "LABEL=$LABEL"
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    chmod -R go+rX "$SANDBOX"
+    run setpriv --reuid=65534 --regid=65534 --clear-groups env VOLWATCH_CONFIG="$HOST" "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper LABEL=$LABEL  error: no device with LABEL=$LABEL found; "*" block devices could not be read (needs root)"* ]]
 }

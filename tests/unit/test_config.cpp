@@ -507,7 +507,7 @@ TEST_F(ConfigTest, HostRelativePaths) {
     EXPECT_TRUE(fails_with(parse_host("defer_while = [\"var/lib/dpkg/lock\"]"), ExitCode::bad_host_config,
                            "host.toml:1: defer_while[0]: \"var/lib/dpkg/lock\" is not an absolute path"));
     EXPECT_TRUE(fails_with(parse_host("[[helpers]]\nvolume = \"/\"\ntargets = [\"boot/efi\"]"), ExitCode::bad_host_config,
-                           "host.toml:3: helpers[0].targets[0]: \"boot/efi\" is not an absolute path"));
+                           "host.toml:3: helpers[0].targets[0]: \"boot/efi\" is not an absolute path (a target is a directory, UUID=, PARTUUID=, LABEL= or a /dev/ path)"));
     EXPECT_TRUE(fails_with(parse_host("[[helpers]]\nvolume = \"mnt\"\ntargets = [\"/boot/efi\"]"),
                            ExitCode::bad_host_config, "host.toml:2: helpers[0].volume: must be an absolute path or UUID=..."));
     EXPECT_TRUE(fails_with(parse_host("[[helpers]]\nvolume = \"\"\ntargets = [\"/boot/efi\"]"),

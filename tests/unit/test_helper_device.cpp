@@ -66,7 +66,7 @@ TEST(HelperTargetSpec, EachKindOfBadSpecHasItsOwnMessage) {
     EXPECT_EQ(problem_of("uuid=1234"), "unknown tag uuid= (tags are upper case: UUID=)");
     EXPECT_EQ(problem_of("dev/sda1"), "\"dev/sda1\" is a relative device path; write /dev/sda1");
     EXPECT_EQ(problem_of("boot/efi"),
-              "\"boot/efi\" is a relative path; a target is an absolute directory, UUID=, PARTUUID=, LABEL= or a /dev/ path");
+              "\"boot/efi\" is not an absolute path (a target is a directory, UUID=, PARTUUID=, LABEL= or a /dev/ path)");
     EXPECT_EQ(problem_of("/dev"), "\"/dev\" is a directory of device nodes, not a helper target");
     EXPECT_EQ(problem_of("/dev/sda1/"), "\"/dev/sda1/\": a device path may not end in '/'");
     EXPECT_EQ(problem_of("LABEL=a\tb"), "target contains the control character \\x09");
@@ -79,6 +79,11 @@ TEST(HelperTargetSpec, ADevPathThatIsNoBlockDeviceIsRefusedWhenTheConfigLoads) {
     auto missing = parse_target_spec("/dev/volwatch-no-such-device");
     ASSERT_TRUE(missing.ok());
     EXPECT_EQ(target_spec_problem_now(*missing), "");  // a per-target error at sync time
+    // A directory under /dev (tmpfs /dev/shm) is a directory target.
+    auto shm = parse_target_spec("/dev/shm");
+    ASSERT_TRUE(shm.ok());
+    EXPECT_EQ(target_spec_problem_now(*shm), "");
+    EXPECT_FALSE(names_device(HelperTarget{"/dev/shm", false, {}, {}}));
 }
 
 TEST(HelperTargetSpec, HostConfigNamesFileLineAndKey) {
