@@ -752,25 +752,25 @@ TEST_F(ConfigTest, VolumeHelperDepends) {
     ASSERT_TRUE(table.ok()) << table.problem().message;
     EXPECT_EQ(table->helper_depends.at("boot/grub/grub.cfg"), std::vector<std::string>{"initramfs"});
     EXPECT_TRUE(parse_volume(valid_volume_config)->helper_depends.empty());
-    // [helpers] starts on line 14 of valid_volume_config; depends is line 16.
+    // depends is line 18: valid_volume_config ends with the [helpers] files line.
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/other\" = [\"initramfs\"] }\n"), ExitCode::bad_volume_config,
-                           "vol.toml:16: helpers.depends.\"boot/other\": \"boot/other\" is not one of the helper files ([helpers] files)"));
+                           "vol.toml:18: helpers.depends.\"boot/other\": \"boot/other\" is not one of the helper files ([helpers] files)"));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initrd\"] }\n"), ExitCode::bad_volume_config,
-                           "vol.toml:16: helpers.depends.\"boot/vmlinuz\"[0]: \"initrd\" is not a cache of this volume ([[cache]] name)"));
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[0]: \"initrd\" is not a cache of this volume ([[cache]] name)"));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [] }\n"), ExitCode::bad_volume_config,
-                           "vol.toml:16: helpers.depends.\"boot/vmlinuz\": must not be empty"));
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\": must not be empty"));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = \"initramfs\" }\n"), ExitCode::bad_volume_config,
-                           "helpers.depends.\"boot/vmlinuz\": expected an array of cache names, found a string"));
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\": expected an array of cache names, found a string"));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initramfs\", \"initramfs\"] }\n"),
-                           ExitCode::bad_volume_config, "helpers.depends.\"boot/vmlinuz\"[1]: duplicate cache \"initramfs\""));
+                           ExitCode::bad_volume_config, "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[1]: duplicate cache \"initramfs\""));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [1] }\n"), ExitCode::bad_volume_config,
-                           "helpers.depends.\"boot/vmlinuz\"[0]: expected a string, found an integer"));
-    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"../etc/shadow\" = [\"initramfs\"] }\n"), ExitCode::bad_volume_config,
-                           "helpers.depends.\"../etc/shadow\": \"../etc/shadow\":"));
-    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initramfs\"], \"boot//vmlinuz\" = [\"initramfs\"] }\n"),
-                           ExitCode::bad_volume_config, "is listed twice"));
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[0]: expected a string, found an integer"));
+    EXPECT_TRUE(fails_containing(parse_volume(base + "depends = { \"../etc/shadow\" = [\"initramfs\"] }\n"), ExitCode::bad_volume_config,
+                                 {"vol.toml:18: helpers.depends.\"../etc/shadow\": \"../etc/shadow\": "}));
+    EXPECT_TRUE(fails_containing(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initramfs\"], \"boot//vmlinuz\" = [\"initramfs\"] }\n"),
+                                 ExitCode::bad_volume_config, {"vol.toml:18: helpers.depends.", "is listed twice"}));
     EXPECT_TRUE(fails_with(parse_volume(base + "depends = [\"initramfs\"]\n"), ExitCode::bad_volume_config,
-                           "vol.toml:16: helpers.depends: expected a table, found an array"));
+                           "vol.toml:18: helpers.depends: expected a table, found an array"));
 }
 
 TEST_F(ConfigTest, VolumeOnlyCachesOrOnlyHelpers) {
