@@ -396,9 +396,42 @@ CacheSpec read_cache(const Reader& reader, std::size_t index, const toml::node& 
     return cache;
 }
 
+// [helpers] depends = { "boot/vmlinuz" = ["initramfs"] }: read once the
+// whole file is, since it names helper files and caches defined anywhere in it.
+void read_helper_depends(const Reader& reader, const toml::node& node, VolumeConfig& config) {
+    const toml::table& table = reader.table(node, "helpers.depends");
+    std::set<std::string> files;
+    for (const auto& file : config.helper_files) files.insert(std::filesystem::path(file).lexically_normal().string());
+    for (auto&& [k, v] : table) {
+        std::string key = fmt::format("helpers.depends.\"{}\"", k.str());
+        std::string file(k.str());
+        std::string problem = lexical_path_problem(file);
+        if (!problem.empty()) reader.fail(k.source(), key, fmt::format("\"{}\": {}", file, problem));
+        std::string normal = std::filesystem::path(file).lexically_normal().string();
+        if (!files.contains(normal)) reader.fail(k.source(), key, fmt::format("\"{}\" is not one of the helper files ([helpers] files)", file));
+        if (config.helper_depends.contains(normal))
+            reader.fail(k.source(), key, fmt::format("\"{}\" is listed twice (under another spelling)", file));
+        const auto* array = v.as_array();
+        if (array == nullptr) reader.fail(v.source(), key, fmt::format("expected an array of cache names, found {}", Reader::type_name(v)));
+        if (array->empty()) reader.fail(v.source(), key, "must not be empty");
+        std::vector<std::string> caches;
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            std::string item_key = fmt::format("{}[{}]", key, i);
+            std::string name = reader.string((*array)[i], item_key);
+            if (std::none_of(config.caches.begin(), config.caches.end(), [&](const CacheSpec& c) { return c.name == name; }))
+                reader.fail((*array)[i].source(), item_key, fmt::format("\"{}\" is not a cache of this volume ([[cache]] name)", name));
+            if (std::find(caches.begin(), caches.end(), name) != caches.end())
+                reader.fail((*array)[i].source(), item_key, fmt::format("duplicate cache \"{}\"", name));
+            caches.push_back(name);
+        }
+        config.helper_depends.emplace(normal, std::move(caches));
+    }
+}
+
 VolumeConfig read_volume(const toml::table& root, const Reader& reader, const HostConfig& host) {
     VolumeConfig config;
     bool has_version = false;
+    const toml::node* depends = nullptr;
     std::set<std::string> names;
     for (auto&& [k, v] : root) {
         std::string key(k.str());
@@ -438,6 +471,8 @@ VolumeConfig read_volume(const toml::table& root, const Reader& reader, const Ho
                                                     path, helper_manifest_name));
                         config.helper_files.push_back(path);
                     }
+                } else if (hk == "depends") {
+                    depends = &hv;
                 } else {
                     reader.unknown_key(hk, sub);
                 }
@@ -446,6 +481,7 @@ VolumeConfig read_volume(const toml::table& root, const Reader& reader, const Ho
             reader.unknown_key(k, key);
         }
     }
+    if (depends != nullptr) read_helper_depends(reader, *depends, config);
     if (!has_version) reader.fail(toml::source_region{}, "version", "missing required key (write version = 1)");
     if (config.caches.empty() && config.helper_files.empty())
         reader.fail(toml::source_region{}, "cache", "the file defines no [[cache]] and no [helpers] files");

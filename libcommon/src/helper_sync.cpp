@@ -1,5 +1,6 @@
 #include "volwatch/helper_sync.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -27,9 +28,44 @@ FileTime to_ns(const struct timespec& ts) { return static_cast<FileTime>(ts.tv_s
 
 struct SourceFile {
     std::string relpath;  // normalised
-    UniqueFd fd;
+    UniqueFd fd;          // on the volume, or for a held-back file its live copy
     struct stat st {};
+    const HeldBackFile* held = nullptr;
+    std::string kept_hash;  // a held-back file's hash in the live manifest
 };
+
+std::string file_list(const std::vector<HeldBackFile>& files) {
+    std::string out;
+    for (const auto& file : files) out += (out.empty() ? "" : ", ") + file.file;
+    return out;
+}
+
+// True when the set this run would write equals the live one: every file
+// not held back is what the bootstamp says was copied into the live slot,
+// and its copy there is intact. Then only held-back files differ, and a new
+// generation would change nothing.
+bool only_held_back_differ(const std::vector<SourceFile>& files, const LivePointer& live,
+                           const std::optional<Bootstamp>& stamp, const fs::path& target) {
+    if (!stamp || stamp->generation != live.generation) return false;
+    if (stamp->files.size() != files.size() || live.manifest.files.size() != files.size()) return false;
+    for (const auto& file : files) {
+        auto stamped = stamp->files.find(file.relpath);
+        auto sealed = live.manifest.files.find(file.relpath);
+        if (stamped == stamp->files.end() || sealed == live.manifest.files.end() || stamped->second.hash != sealed->second.hash ||
+            stamped->second.size != sealed->second.size)
+            return false;
+        if (file.held != nullptr) continue;
+        if (static_cast<std::uint64_t>(file.st.st_size) != stamped->second.size || to_ns(file.st.st_mtim) != stamped->second.mtime ||
+            to_ns(file.st.st_ctim) != stamped->second.ctime)
+            return false;
+        fs::path copy = target / "volwatch" / ("slot-" + live.slot) / file.relpath;
+        UniqueFd fd(::open(copy.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        if (!fd) return false;
+        auto hash = digest_file(fd.get());
+        if (!hash || *hash != sealed->second.hash) return false;
+    }
+    return true;
+}
 
 std::uint64_t rounded(std::uint64_t size, std::uint64_t block) {
     if (block == 0) return size;
@@ -103,8 +139,36 @@ std::string_view to_string(HelperOutcome outcome) {
     case HelperOutcome::unchanged: return "unchanged";
     case HelperOutcome::would_update: return "would-update";
     case HelperOutcome::failed: return "failed";
+    case HelperOutcome::held_back: return "held-back";
     }
     return "failed";
+}
+
+std::vector<HeldBackFile> held_back_files(const VolumeConfig& config, const FailedCaches& failed) {
+    std::vector<HeldBackFile> held;
+    if (failed.empty()) return held;
+    for (const auto& relpath : config.helper_files) {
+        HeldBackFile file{fs::path(relpath).lexically_normal().string(), {}, ""};
+        auto declared = config.helper_depends.find(file.file);
+        for (const auto& cache : config.caches) {
+            auto why = failed.find(cache.name);
+            if (why == failed.end()) continue;
+            std::string product = fs::path(cache.product).lexically_normal().string();
+            while (product.size() > 1 && product.back() == '/') product.pop_back();
+            bool is_product = file.file == product || file.file.starts_with(product + "/");
+            bool listed = declared != config.helper_depends.end() &&
+                          std::find(declared->second.begin(), declared->second.end(), cache.name) != declared->second.end();
+            if (!is_product && !listed) continue;
+            file.caches.push_back(cache.name);
+            if (file.reason.empty())
+                file.reason = is_product ? fmt::format("the product of cache {}, which {}", cache.name, why->second)
+                                         : fmt::format("depends on cache {} ([helpers] depends), which {}", cache.name, why->second);
+        }
+        if (file.caches.size() > 1)
+            file.reason += fmt::format(" (and {} more failed cache{})", file.caches.size() - 1, file.caches.size() == 2 ? "" : "s");
+        if (!file.caches.empty()) held.push_back(std::move(file));
+    }
+    return held;
 }
 
 HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config, const HelperTarget& helper,
@@ -116,6 +180,8 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     auto finish = [&](HelperOutcome outcome, std::string message) {
         result.outcome = outcome;
         result.message = std::move(message);
+        if (outcome == HelperOutcome::failed) result.held_back.clear();  // nothing was kept: nothing was written
+        if (outcome == HelperOutcome::held_back) result.files.clear();   // nor copied
         result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         return result;
     };
@@ -135,6 +201,15 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     for (const auto& relpath : config.helper_files) {
         SourceFile file;
         file.relpath = fs::path(relpath).lexically_normal().string();
+        // A held-back file is not read from the volume at all: a failed
+        // rebuilder may have left it missing or half written there.
+        for (const auto& held : options.held_back)
+            if (held.file == file.relpath) file.held = &held;
+        if (file.held != nullptr) {
+            result.held_back.push_back(*file.held);
+            files.push_back(std::move(file));
+            continue;
+        }
         auto fd = open_beneath(root_fd, relpath, O_RDONLY | O_NONBLOCK);
         if (!fd || ::fstat(fd->get(), &file.st) != 0 || !S_ISREG(file.st.st_mode))
             return finish(HelperOutcome::failed, fmt::format("helper file {} is missing or not a regular file on the volume", relpath));
@@ -143,18 +218,52 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         result.files.push_back(file.relpath);
         files.push_back(std::move(file));
     }
-    result.bytes = new_bytes;
 
     auto live = read_live_pointer(target);
     if (!options.force) {
         HelperVerdict verdict = check_helper(root_fd, config, helper, true);
         if (verdict.state == CacheState::clean) {
+            // Held-back files equal their copies here: nothing is held back.
             result.generation = verdict.generation;
-            result.bytes = 0;
             result.files.clear();
+            result.held_back.clear();
             return finish(HelperOutcome::unchanged, "up to date");
         }
     }
+    // The new slot must be a complete set: a held-back file keeps the live
+    // slot's copy, so a target without one cannot be synced this time.
+    std::size_t kept = 0;
+    for (auto& file : files) {
+        if (file.held == nullptr) continue;
+        ++kept;
+        if (!live)
+            return finish(HelperOutcome::held_back,
+                          fmt::format("{} cannot be synced this time: it has no complete set yet to keep the held-back {} from",
+                                      target.string(), file_list(result.held_back)));
+        auto sealed = live->manifest.files.find(file.relpath);
+        if (sealed == live->manifest.files.end())
+            return finish(HelperOutcome::held_back,
+                          fmt::format("{} cannot be synced this time: its live set (generation {}) has no {} to keep while it is held back",
+                                      target.string(), live->generation, file.relpath));
+        fs::path copy = target / "volwatch" / ("slot-" + live->slot) / file.relpath;
+        UniqueFd fd(::open(copy.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+        if (!fd || ::fstat(fd.get(), &file.st) != 0 || !S_ISREG(file.st.st_mode) ||
+            static_cast<std::uint64_t>(file.st.st_size) != sealed->second.size)
+            return finish(HelperOutcome::failed,
+                          fmt::format("the live copy of the held-back {} on {} is missing or differs from its manifest; the helper "
+                                      "cannot be synced this time", file.relpath, target.string()));
+        file.fd = std::move(fd);
+        file.kept_hash = sealed->second.hash;
+        new_bytes += static_cast<std::uint64_t>(file.st.st_size);
+    }
+    std::optional<Bootstamp> old_stamp = kept > 0 ? read_bootstamp(root_fd, target) : std::nullopt;
+    if (kept > 0 && !options.force && only_held_back_differ(files, *live, old_stamp, target)) {
+        result.generation = live->generation;
+        result.files.clear();
+        return finish(HelperOutcome::held_back, fmt::format("only held-back files differ from the live set; {} keeps generation {}",
+                                                            target.string(), live->generation));
+    }
+    result.bytes = new_bytes;
     std::string slot = live && live->slot == "a" ? "b" : "a";
     fs::path base = target / "volwatch";
     fs::path slot_dir = base / ("slot-" + slot);
@@ -183,7 +292,10 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
                                   "helper left unchanged", target.string(), needed, available + reclaimable));
     if (options.dry_run) {
         result.generation = generation;
-        return finish(HelperOutcome::would_update, fmt::format("would copy {} files ({} bytes) into slot {}", files.size(), new_bytes, slot));
+        return finish(HelperOutcome::would_update,
+                      kept == 0 ? fmt::format("would copy {} files ({} bytes) into slot {}", files.size(), new_bytes, slot)
+                                : fmt::format("would copy {} files and keep {} held-back from generation {} ({} bytes) into slot {}",
+                                              files.size() - kept, kept, live->generation, new_bytes, slot));
     }
 
     std::error_code ec;
@@ -227,6 +339,26 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
             directories.push_back(dir);
         auto hash = copy_file(file.fd.get(), destination, &copied);
         if (!hash) return finish(HelperOutcome::failed, hash.problem().message);
+        if (file.held != nullptr) {
+            // Checked on the bytes copied, not before: nothing can slip in between.
+            if (*hash != file.kept_hash)
+                return finish(HelperOutcome::failed,
+                              fmt::format("the live copy of the held-back {} on {} differs from its manifest (changed behind "
+                                          "volwatch's back); the helper cannot be synced this time", file.relpath, target.string()));
+            // The previous stamp entry if it describes this very copy (the
+            // volume file unchanged since keeps matching it), else one that
+            // cannot match: the target stays stale for this file until a run
+            // in which its cache succeeds copies it.
+            StampedFile kept_stamp{static_cast<std::uint64_t>(file.st.st_size), 0, 0, *hash};
+            if (old_stamp && old_stamp->generation == live->generation) {
+                auto previous = old_stamp->files.find(file.relpath);
+                if (previous != old_stamp->files.end() && previous->second.hash == *hash && previous->second.size == kept_stamp.size)
+                    kept_stamp = previous->second;
+            }
+            manifest.files[file.relpath] = {kept_stamp.size, 0, 0, *hash};
+            stamp.files[file.relpath] = kept_stamp;
+            continue;
+        }
         // The file may have changed while we copied it: stamp what was read.
         struct stat after {};
         ::fstat(file.fd.get(), &after);
@@ -258,6 +390,9 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
 
     result.generation = generation;
     result.bytes = copied;
+    if (kept > 0)
+        return finish(HelperOutcome::updated, fmt::format("copied {} files and kept {} held-back from generation {} ({} bytes) into slot {}, "
+                                                          "generation {}", files.size() - kept, kept, live->generation, copied, slot, generation));
     return finish(HelperOutcome::updated, fmt::format("copied {} files ({} bytes) into slot {}, generation {}", files.size(), copied, slot, generation));
 }
 

@@ -9,6 +9,7 @@
 
 #include "volwatch/fd.hpp"
 #include "volwatch/helper_device.hpp"
+#include "volwatch/process.hpp"
 
 namespace volwatch {
 
@@ -50,11 +51,20 @@ VolumeReport inspect_volume(const Volume& volume, const HostConfig& host, const 
         report.lock_problem = record.problem().message;
     } else {
         const LockRecord& lock = *record;
-        report.failures = lock.failures;
-        report.attempts = lock.attempts;
-        report.gave_up = over_limits(lock, host.max_failures, host.max_attempts);
-        if (auto owner = lock.live_owner())
+        // Counted as the locker that tidies it will record it, so the numbers
+        // do not jump when that happens (tidy_record on a copy: read-only).
+        LockRecord tidied = lock;
+        std::vector<std::string> notes;
+        if (auto owner = lock.live_owner()) {
             report.lock = LockHolder{owner->pid, lock.command, lock.purpose, lock.since};
+        } else if (!lock.owners.empty()) {
+            report.abandoned = AbandonedLock{lock.owners.front().pid, lock.command, lock.purpose, lock.since, {}};
+            for (const auto& dead : lock.owners) report.abandoned->owners.push_back(dead.pid);
+            tidy_record(tidied, is_alive, lock_limits(host), notes);
+        }
+        report.failures = tidied.failures;
+        report.attempts = tidied.attempts;
+        report.gave_up = over_limits(tidied, host.max_failures, host.max_attempts);
         for (const auto& waiter : lock.live_waiters()) report.waiters.push_back(waiter.who.pid);
     }
 

@@ -10,6 +10,7 @@
 #include "json_text.hpp"
 
 #include "volwatch/duration.hpp"
+#include "volwatch/process.hpp"
 #include "volwatch/report.hpp"
 
 namespace volwatch {
@@ -61,6 +62,12 @@ void render_human(const std::vector<VolumeReport>& reports, const HostConfig& ho
             if (!report.waiters.empty()) out << fmt::format(", {} waiting", report.waiters.size());
             out << '\n';
         }
+        if (report.abandoned)
+            out << escape_for_terminal(fmt::format("  lock abandoned: {} exited without unlocking{}; not tidied yet, "
+                                                   "counted below as the failed update it will be recorded as",
+                                                   describe_process(report.abandoned->pid, report.abandoned->command),
+                                                   report.abandoned->purpose.empty() ? "" : " (" + report.abandoned->purpose + ")"))
+                << '\n';
         if (report.failures > 0 || report.attempts > 0 || report.gave_up)
             out << fmt::format("  failures {}/{}, attempts {}/{}{}\n", report.failures, host.max_failures, report.attempts,
                                host.max_attempts, report.gave_up ? "; gave up until a success or an explicit vrebuild" : "");
@@ -93,6 +100,15 @@ nlohmann::json json_of(const VolumeReport& report) {
                 {"since", format_utc(report.lock->since)},
                 {"since_unix", report.lock->since}};
     }
+    nlohmann::json abandoned = nullptr;
+    if (report.abandoned) {
+        abandoned = {{"pid", report.abandoned->pid},
+                     {"command", report.abandoned->command},
+                     {"purpose", report.abandoned->purpose},
+                     {"since", format_utc(report.abandoned->since)},
+                     {"since_unix", report.abandoned->since},
+                     {"owners", report.abandoned->owners}};
+    }
     return {{"root", report.volume.root.string()},
             {"id", report.volume.id.value},
             {"uuid", report.volume.id.uuid().empty() ? nlohmann::json(nullptr) : nlohmann::json(report.volume.id.uuid())},
@@ -101,6 +117,7 @@ nlohmann::json json_of(const VolumeReport& report) {
             {"caches", caches},
             {"helpers", helpers},
             {"lock", lock},
+            {"abandoned_lock", abandoned},
             {"waiters", report.waiters},
             {"failures", report.failures},
             {"attempts", report.attempts},
@@ -126,6 +143,8 @@ void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& o
     w.family("volwatch_volume_stale", "1 if a cache or helper of the volume needs a rebuild.");
     w.family("volwatch_volume_locked", "1 if the volume lock is held by a live process.");
     w.family("volwatch_volume_config_error", "1 if the volume config is invalid or a cache cannot be checked.");
+    w.family("volwatch_volume_lock_abandoned",
+             "1 if every owner of the volume lock died without unlocking and nobody has tidied it yet (counted in failures).");
     w.family("volwatch_volume_gave_up", "1 if volwatch gave up on the volume after too many failures or attempts.");
     w.family("volwatch_volume_absent", "1 if an explicitly configured volume is missing.");
     w.family("volwatch_volume_failures", "Consecutive failed updates of the volume.");
@@ -142,6 +161,7 @@ void render_prometheus(const std::vector<VolumeReport>& reports, std::ostream& o
         w.sample("volwatch_volume_stale", v, r.needs_update() ? 1 : 0);
         w.sample("volwatch_volume_locked", v, r.lock ? 1 : 0);
         w.sample("volwatch_volume_config_error", v, r.state == VolumeState::config_error ? 1 : 0);
+        w.sample("volwatch_volume_lock_abandoned", v, r.abandoned ? 1 : 0);
         w.sample("volwatch_volume_gave_up", v, r.gave_up ? 1 : 0);
         w.sample("volwatch_volume_absent", v, r.state == VolumeState::absent ? 1 : 0);
         w.sample("volwatch_volume_failures", v, r.failures);

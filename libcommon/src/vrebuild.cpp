@@ -64,6 +64,18 @@ int severity(ExitCode code) {
     }
 }
 
+// The caches this run did not bring up to date, with why, for holding back
+// the helper files that depend on them.
+FailedCaches failed_caches(const std::vector<CacheOutcome>& caches) {
+    FailedCaches failed;
+    for (const auto& c : caches) {
+        if (c.action == "failed") failed.emplace(c.name, fmt::format("failed ({})", c.reason));
+        else if (c.action == "timed-out") failed.emplace(c.name, c.reason);  // "timed out after ..."
+        else if (c.action == "tempfail") failed.emplace(c.name, fmt::format("was deferred ({})", c.reason));
+    }
+    return failed;
+}
+
 std::string shell_words(const std::vector<std::string>& argv) {
     std::string out;
     for (const auto& arg : argv) {
@@ -212,8 +224,9 @@ private:
         }
         bool rebuilds = std::any_of(outcome.caches.begin(), outcome.caches.end(),
                                     [](const CacheOutcome& c) { return c.action == "would-rebuild"; });
+        HelperSyncOptions sync{options_.force, true, held_back_files(config, failed_caches(outcome.caches))};
         for (const auto& target : helper_targets_for(volume, host_)) {
-            HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, {options_.force, true}, device_lock_deadline());
+            HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, sync, device_lock_deadline());
             // A helper file the rebuild is about to produce cannot be measured yet.
             if (result.outcome == HelperOutcome::failed && rebuilds && result.message.find("helper file ") == 0) {
                 result.outcome = HelperOutcome::would_update;
@@ -240,18 +253,25 @@ private:
                 outcome.caches.push_back(std::move(c));
             }
         }
-        // Helpers carry copies of products: after a failed rebuild they keep
-        // the last good set rather than receive a half-built one.
-        if (!failed && !tempfail && !interrupted()) {
+        // Helpers carry copies of products: a file that depends on a cache
+        // that failed keeps its last good copy (never a new kernel with an
+        // old initramfs); the others are still brought up to date.
+        if (!interrupted()) {
+            HelperSyncOptions sync{options_.force, false, held_back_files(config, failed_caches(outcome.caches))};
             for (const auto& target : helper_targets_for(volume, host_)) {
                 if (interrupted()) break;
-                HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, {options_.force, false}, device_lock_deadline());
+                HelperSyncResult result = sync_helper_target(root_fd, volume, config, target, sync, device_lock_deadline());
+                std::string helper = target.path.string();
                 if (result.outcome == HelperOutcome::failed) {
                     failed = true;
-                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: update failed: {}", name, target.path.string(), result.message)) << '\n';
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: update failed: {}", name, helper, result.message)) << '\n';
                 } else if (result.outcome == HelperOutcome::updated) {
-                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: helper updated: {}", name, target.path.string(), result.message)) << '\n';
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: helper updated: {}", name, helper, result.message)) << '\n';
+                } else if (result.outcome == HelperOutcome::held_back) {
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: held back: {}", name, helper, result.message)) << '\n';
                 }
+                for (const auto& held : result.held_back)
+                    err_ << escape_for_terminal(fmt::format("vrebuild: {}: helper {}: held back {}: {}", name, helper, held.file, held.reason)) << '\n';
                 outcome.helpers.push_back(std::move(result));
             }
         }
@@ -435,6 +455,8 @@ void print_human(const std::vector<VolumeOutcome>& outcomes, std::ostream& out) 
                 out << " (" << files << ")";
             }
             out << '\n';
+            for (const auto& held : h.held_back)
+                out << escape_for_terminal(fmt::format("    held back {}: {}", held.file, held.reason)) << '\n';
         }
     }
 }
@@ -453,10 +475,14 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<Ar
             caches.push_back({{"name", c.name}, {"action", c.action}, {"reason", c.reason}, {"argv", c.argv},
                               {"status", c.status}, {"seconds", static_cast<double>(c.elapsed.count()) / 1000.0}});
         nlohmann::json helpers = nlohmann::json::array();
-        for (const auto& h : o.helpers)
+        for (const auto& h : o.helpers) {
+            nlohmann::json held = nlohmann::json::array();
+            for (const auto& f : h.held_back) held.push_back({{"file", f.file}, {"caches", f.caches}, {"reason", f.reason}});
             helpers.push_back({{"target", h.target.string()}, {"outcome", std::string(to_string(h.outcome))},
                                {"message", h.message}, {"generation", h.generation}, {"bytes", h.bytes},
-                               {"files", h.files}, {"seconds", static_cast<double>(h.elapsed.count()) / 1000.0}});
+                               {"files", h.files}, {"held_back", held},
+                               {"seconds", static_cast<double>(h.elapsed.count()) / 1000.0}});
+        }
         volumes.push_back({{"root", o.volume.root.string()}, {"id", o.volume.id.value},
                            {"exit_code", to_int(o.code)}, {"exit_status", std::string(exit_code_name(o.code))},
                            {"problem", o.problem.empty() ? nlohmann::json(nullptr) : nlohmann::json(o.problem)},

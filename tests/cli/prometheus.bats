@@ -54,6 +54,7 @@ every_state() {
     add_volume clean "$PACK"
     add_volume stale "$PACK"
     add_volume locked "$PACK"
+    add_volume abandoned "$PACK"
     add_volume gaveup "${PACK/rebuild = \"pack\"/rebuild = \"broken\"}"
     add_volume bad "$PACK
 colour = \"blue\""
@@ -66,7 +67,7 @@ files = ["src/file"]'
 lock_dir = "$SANDBOX/locks"
 discover = false
 max_failures = 1
-volumes = ["$SANDBOX/clean", "$SANDBOX/stale", "$SANDBOX/locked", "$SANDBOX/gaveup", "$SANDBOX/bad",
+volumes = ["$SANDBOX/clean", "$SANDBOX/stale", "$SANDBOX/locked", "$SANDBOX/abandoned", "$SANDBOX/gaveup", "$SANDBOX/bad",
            "$SANDBOX/helpers", "$SANDBOX/we\\"ird\\\\vol", "$SANDBOX/absent"]
 
 [rebuilders]
@@ -85,6 +86,13 @@ TOML
     sleep 300 &
     pids+=($!)
     "$VLOCK" "$SANDBOX/locked" --owner "${pids[0]}" --purpose "kernel update"
+    # An owner killed with -9 and no vwatch to tidy up: an abandoned lock.
+    "$VREBUILD" "$SANDBOX/abandoned" 2>/dev/null
+    sleep 300 &
+    local doomed=$!
+    "$VLOCK" "$SANDBOX/abandoned" --owner "$doomed"
+    kill -KILL "$doomed"
+    wait "$doomed" 2>/dev/null || true
     # vcheck exits 65 for the bad volume config; the metrics come all the same.
     run --separate-stderr "$VCHECK" --all --format=prometheus
     echo "vcheck exit $status; $stderr"
@@ -109,6 +117,10 @@ metric() {
     [ "$(metric volwatch_volume_stale clean)" = 0 ]
     [ "$(metric volwatch_volume_stale stale)" = 1 ]
     [ "$(metric volwatch_volume_locked locked)" = 1 ]
+    [ "$(metric volwatch_volume_lock_abandoned locked)" = 0 ]
+    [ "$(metric volwatch_volume_lock_abandoned abandoned)" = 1 ]
+    [ "$(metric volwatch_volume_locked abandoned)" = 0 ]
+    [ "$(metric volwatch_volume_failures abandoned)" = 1 ]
     [ "$(metric volwatch_volume_gave_up gaveup)" = 1 ]
     [ "$(metric volwatch_volume_failures gaveup)" = 1 ]
     [ "$(metric volwatch_volume_config_error bad)" = 1 ]
@@ -131,7 +143,7 @@ metric() {
     run promtool check rules "$RULES/volwatch.rules.yml"
     echo "$output"
     [ "$status" -eq 0 ]
-    [[ "$output" == *"SUCCESS: 5 rules found"* ]]
+    [[ "$output" == *"SUCCESS: 6 rules found"* ]]
     run promtool test rules "$RULES/volwatch.rules.test.yml"
     echo "$output"
     [ "$status" -eq 0 ]
@@ -185,7 +197,9 @@ expected = {
     # "locked" is stale but rebuilding, "gaveup" has its own alert, "clean" is clean.
     "VolwatchVolumeStale": [labels("stale", "warning"), labels("helpers", "warning"),
                             {"exp_labels": {"volume": f'{sandbox}/we"ird\\vol', "id": ids('we"ird\\vol'), "severity": "warning"}}],
-    "VolwatchGaveUp": [labels("gaveup", "critical")],
+    # "abandoned" reached max_failures = 1 with its dead owner's failure counted.
+    "VolwatchGaveUp": [labels("gaveup", "critical"), labels("abandoned", "critical")],
+    "VolwatchLockAbandoned": [labels("abandoned", "warning")],
     "VolwatchHelperDrift": [labels("helpers", "warning", target=f"{sandbox}/efi"),
                             labels("helpers", "warning", target=f"{sandbox}/efi-not-mounted")],
     "VolwatchConfigError": [labels("bad", "warning")],

@@ -296,6 +296,69 @@ assert (volume["failures"], volume["attempts"]) == (1, 0), volume
 PY
 }
 
+@test "a lock whose owner was killed with -9 shows as abandoned and counted, and vcheck leaves it for the next locker" {
+    local vlock=${VLOCK:-$VOLWATCH_BUILD_DIR/tools/vlock}
+    make_product_fresh
+    run "$vlock" "$VOL" -- sh -c 'exit 3'
+    [ "$status" -eq 3 ]
+    # No vwatch runs here, so nobody tidies the record after the kill.
+    sh -c '"$1" "$2" || exit 9; exec sleep 60' _ "$vlock" "$VOL" &
+    local holder=$!
+    for _ in $(seq 250); do "$VCHECK" "$VOL" | grep -q "rebuild in progress" && break; sleep 0.02; done
+    "$VCHECK" "$VOL" | grep -q "rebuild in progress"
+    kill -KILL "$holder"
+    wait "$holder" || true
+    local before
+    before=$(cat "$SANDBOX/locks/volumes/"*.lock)
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ $output == *"$VOL: clean"* ]]
+    [[ $output == *"lock abandoned: pid $holder ("*") exited without unlocking (vlock); not tidied yet"* ]]
+    [[ $output != *"rebuild in progress"* ]]
+    [[ $output == *"failures 2/3, attempts 0/25"* ]]
+    run "$VCHECK" --json "$VOL"
+    [ "$status" -eq 0 ]
+    "$PYTHON" - "$output" "$holder" <<'PY'
+import json, sys
+volume = json.loads(sys.argv[1])["volumes"][0]
+assert volume["lock"] is None, volume
+abandoned = volume["abandoned_lock"]
+assert abandoned["pid"] == int(sys.argv[2]) and abandoned["owners"] == [int(sys.argv[2])], abandoned
+assert abandoned["since_unix"] > 0 and abandoned["since"].endswith("Z"), abandoned
+assert (volume["failures"], volume["gave_up"]) == (2, False), volume
+PY
+    run "$VCHECK" --format=prometheus "$VOL"
+    [[ $output == *"volwatch_volume_lock_abandoned{volume=\"$VOL\""*"} 1"* ]]
+    [[ $output == *"volwatch_volume_failures{volume=\"$VOL\""*"} 2"* ]]
+    # Read-only: the record is as the kill left it, and vlock --list agrees.
+    [ "$(cat "$SANDBOX/locks/volumes/"*.lock)" == "$before" ]
+    run "$vlock" --list
+    [[ $output == *"abandoned: pid $holder"* ]]
+    # The next locker records the very failure vcheck counted.
+    run "$vlock" "$VOL" -- true
+    [ "$status" -eq 0 ]
+    run "$VCHECK" --json "$VOL"
+    "$PYTHON" -c 'import json,sys; v=json.loads(sys.argv[1])["volumes"][0]; assert v["abandoned_lock"] is None and v["failures"] == 0, v' "$output"
+}
+
+@test "an abandoned lock that reaches max_failures shows as gave-up on a stale volume" {
+    mkdir -p "$SANDBOX/locks/volumes"
+    local id
+    id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')
+    sh -c 'exit 0' &
+    local dead=$!
+    wait "$dead"
+    printf 'volwatch-lock=1\nvolume=%s\nowner=%s:1:%s\ncommand=update-initramfs -u\npurpose=vrebuild\nsince=%s\nfailures=2\nattempts=2\n' \
+        "$VOL" "$dead" "$(cat /proc/sys/kernel/random/boot_id)" "$(date +%s)" > "$SANDBOX/locks/volumes/$id.lock"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"$VOL: gave-up"* ]]
+    [[ $output == *"lock abandoned: pid $dead (update-initramfs -u) exited without unlocking (vrebuild); not tidied yet"* ]]
+    [[ $output == *"failures 3/3, attempts 2/25; gave up"* ]]
+    run "$VCHECK" --format=prometheus "$VOL"
+    [[ $output == *"volwatch_volume_gave_up{volume=\"$VOL\""*"} 1"* ]]
+}
+
 @test "a lock directory the lockers would refuse is not believed" {
     make_product_fresh
     id=$("$VCHECK" --json "$VOL" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["volumes"][0]["id"])')

@@ -3,6 +3,8 @@
 
 load common
 
+bats_require_minimum_version 1.5.0
+
 VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
 VLOCK=${VLOCK:-$VOLWATCH_BUILD_DIR/tools/vlock}
 
@@ -500,4 +502,181 @@ assert doc["exit_code"] == 0
     run "$VREBUILD" --all --cache nope
     [ "$status" -eq 64 ]
     [[ "$output" == *"--cache nope: no volume has such a cache"* ]]
+}
+
+# hold_back_setup: helper files boot/vmlinuz (declared dependent on "pack"),
+# out/pack.tgz (its product) and boot/grub.cfg (independent), each written by
+# write_version.py so helper_check.py can tell which version a target holds;
+# "pack" copies src/staged to its product, "half" writes half of it and fails.
+hold_back_setup() {
+    mkdir -p "$VOL/boot" "$SANDBOX/esp1" "$SANDBOX/esp2"
+    cat >> "$VOL/etc/volwatch/bootcaches.toml" <<'TOML'
+
+[helpers]
+files   = ["boot/vmlinuz", "out/pack.tgz", "boot/grub.cfg"]
+depends = { "boot/vmlinuz" = ["pack"] }   # a new kernel only with its new "initramfs"
+TOML
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
+    sed -i 's|^pack = .*|pack = { argv = ["cp", "{root}/src/staged", "{product}"] }|' "$HOST"
+    add_rebuilder half '["sh", "-c", "head -c 1000 $0/src/staged > $1; exit 1", "{root}", "{product}"]'  # no spaces in the sandbox
+    add_rebuilder fails '["false"]'
+}
+
+# write_set VERSION FILE...: writes FILE (relative to the volume) as VERSION.
+write_set() {
+    local version=$1
+    shift
+    "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$version" "$RANDOM" "${@/#/$VOL/}"
+}
+
+holds() {  # holds TARGET VERSION FILE...: the oracle reads VERSION for every FILE
+    local got
+    got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$1" "${@:3}") || { echo "$1: $got"; return 1; }
+    [ "$got" = "$2" ] || { echo "$1 holds $got for ${*:3}, expected $2"; return 1; }
+}
+
+@test "a failed cache holds back its product and the files that depend on it; the others are still synced" {
+    hold_back_setup
+    write_set 1 boot/vmlinuz boot/grub.cfg src/staged
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    for esp in esp1 esp2; do holds $esp 1 boot/vmlinuz out/pack.tgz boot/grub.cfg; done
+    # A new kernel, a new boot menu and new sources; the rebuild dies half way.
+    write_set 2 boot/vmlinuz boot/grub.cfg src/staged
+    use_rebuilder half
+    run --separate-stderr "$VREBUILD" --json "$VOL"
+    echo "$stderr"
+    [ "$status" -eq 1 ]
+    [[ $stderr == *"helper $SANDBOX/esp1: helper updated: copied 1 files and kept 2 held-back from generation 1"* ]]
+    [[ $stderr == *"helper $SANDBOX/esp1: held back boot/vmlinuz: depends on cache pack ([helpers] depends), which failed (the rebuilder exited with status 1)"* ]]
+    [[ $stderr == *"helper $SANDBOX/esp2: held back out/pack.tgz: the product of cache pack, which failed (the rebuilder exited with status 1)"* ]]
+    "$PYTHON" - "$output" <<'PY'
+import json, sys
+volume = json.loads(sys.argv[1])["volumes"][0]
+assert [c["action"] for c in volume["caches"]] == ["failed"], volume["caches"]
+for helper in volume["helpers"]:
+    assert helper["outcome"] == "updated" and helper["generation"] == 2, helper
+    assert helper["files"] == ["boot/grub.cfg"], helper
+    assert [(h["file"], h["caches"]) for h in helper["held_back"]] == [("boot/vmlinuz", ["pack"]), ("out/pack.tgz", ["pack"])], helper
+PY
+    # Never a new kernel with an old initramfs: the held files are still the
+    # complete old pair, beside the new boot menu.
+    for esp in esp1 esp2; do
+        holds $esp 1 boot/vmlinuz out/pack.tgz
+        holds $esp 2 boot/grub.cfg
+    done
+    # The bootstamp keeps the targets stale for the held files.
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"helper $SANDBOX/esp1  stale: boot/vmlinuz changed since it was copied"* ]]
+    # Failing again with only held files differing writes no new generation.
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"helper $SANDBOX/esp1: held back: only held-back files differ from the live set; $SANDBOX/esp1 keeps generation 2"* ]]
+    holds esp1 2 boot/grub.cfg
+    grep -q '^generation=2$' "$SANDBOX/esp1/volwatch/current"
+    # The next successful run brings the whole set up to date.
+    use_rebuilder pack
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    for esp in esp1 esp2; do holds $esp 2 boot/vmlinuz out/pack.tgz boot/grub.cfg; done
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ $output == *"helper $SANDBOX/esp1  clean (generation 3)"* ]]
+}
+
+@test "a rebuilder that fails without touching its product (false) leaves the held files' targets clean" {
+    hold_back_setup
+    write_set 1 boot/vmlinuz boot/grub.cfg src/staged
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    write_set 2 boot/grub.cfg src/staged
+    use_rebuilder fails
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"held back out/pack.tgz: the product of cache pack, which failed (the rebuilder exited with status 1)"* ]]
+    for esp in esp1 esp2; do
+        holds $esp 1 boot/vmlinuz out/pack.tgz
+        holds $esp 2 boot/grub.cfg
+    done
+    # The kept copies equal the volume's files, so the stamps still match them:
+    # only the cache is stale.
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"pack  stale"* ]]
+    [[ $output == *"helper $SANDBOX/esp1  clean (generation 2)"* ]]
+    [[ $output == *"failures 1/3"* ]]
+}
+
+@test "a target with no live set cannot be synced while a file is held back, and says so" {
+    hold_back_setup
+    write_set 1 boot/vmlinuz boot/grub.cfg src/staged
+    use_rebuilder fails
+    run --separate-stderr "$VREBUILD" --json "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $stderr == *"helper $SANDBOX/esp1: held back: $SANDBOX/esp1 cannot be synced this time: it has no complete set yet to keep the held-back boot/vmlinuz, out/pack.tgz from"* ]]
+    "$PYTHON" -c '
+import json, sys
+for h in json.loads(sys.argv[1])["volumes"][0]["helpers"]:
+    assert h["outcome"] == "held-back" and h["files"] == [] and len(h["held_back"]) == 2, h
+' "$output"
+    [ ! -e "$SANDBOX/esp1/volwatch" ]
+    [ ! -e "$SANDBOX/esp2/volwatch" ]
+    # --dry-run shows the same plan for a cache whose check already fails.
+    run "$VREBUILD" --dry-run "$VOL"
+    [[ $output == *"pack: would-rebuild"* ]]
+    use_rebuilder pack
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    for esp in esp1 esp2; do holds $esp 1 boot/vmlinuz out/pack.tgz boot/grub.cfg; done
+}
+
+@test "a held-back file whose live copy was changed behind volwatch's back fails that target, which keeps its set" {
+    hold_back_setup
+    write_set 1 boot/vmlinuz boot/grub.cfg src/staged
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    slot=$(sed -n 's/^slot=//p' "$SANDBOX/esp1/volwatch/current")
+    "$PYTHON" - "$SANDBOX/esp1/volwatch/slot-$slot/boot/vmlinuz" <<'PY'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+data[-1:] = b"y"  # same size, other content
+open(path, "wb").write(bytes(data))
+PY
+    write_set 2 boot/grub.cfg src/staged
+    use_rebuilder fails
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ $output == *"helper $SANDBOX/esp1: update failed: the live copy of the held-back boot/vmlinuz on $SANDBOX/esp1 differs from its manifest"* ]]
+    holds esp1 1 boot/grub.cfg
+    grep -q '^generation=1$' "$SANDBOX/esp1/volwatch/current"
+    holds esp2 2 boot/grub.cfg
+}
+
+@test "[helpers] depends is validated with file, line and key" {
+    mkdir -p "$VOL/boot"
+    echo kernel > "$VOL/boot/vmlinuz"
+    base=$(cat "$VOL/etc/volwatch/bootcaches.toml")
+    config="$VOL/etc/volwatch/bootcaches.toml"
+    try() {
+        printf '%s\n\n[helpers]\nfiles = ["boot/vmlinuz"]\n%s\n' "$base" "$1" > "$config"
+        run "$VCHECK" "$VOL"
+        [ "$status" -eq 65 ] || { echo "status $status: $output"; return 1; }
+        [[ $output == *"$config:$2: $3"* ]] || { echo "$output"; return 1; }
+    }
+    try 'depends = { "boot/initrd.img" = ["pack"] }' 12 'helpers.depends."boot/initrd.img": "boot/initrd.img" is not one of the helper files ([helpers] files)'
+    try 'depends = { "boot/vmlinuz" = ["initramfs"] }' 12 'helpers.depends."boot/vmlinuz"[0]: "initramfs" is not a cache of this volume'
+    try 'depends = { "boot/vmlinuz" = [] }' 12 'helpers.depends."boot/vmlinuz": must not be empty'
+    try 'depends = { "boot/vmlinuz" = "pack" }' 12 'helpers.depends."boot/vmlinuz": expected an array of cache names, found a string'
+    try 'depends = { "boot/vmlinuz" = ["pack", "pack"] }' 12 'helpers.depends."boot/vmlinuz"[1]: duplicate cache "pack"'
+    try 'depends = { "boot/./vmlinuz" = ["pack"], "boot/vmlinuz" = ["pack"] }' 12 'helpers.depends."boot/vmlinuz": "boot/vmlinuz" is listed twice'
+    try 'depends = ["pack"]' 12 'helpers.depends: expected a table, found an array'
+    printf '%s\n\n[helpers]\nfiles = ["boot/vmlinuz"]\n\n[helpers.depends]\n"boot/vmlinuz" = ["pack"]\n' "$base" > "$config"
+    make_product_fresh
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
 }

@@ -30,7 +30,9 @@ teardown() { remove_sandbox; }
     [ "$status" -eq 0 ]
     echo "$output" > "$SANDBOX/real.json"
 
-    # A failed rebuild: helpers are skipped, the volume exits 1.
+    # A failed rebuild: its product is held back, the new kernel is still
+    # copied (it does not depend on "pack" here), the volume exits 1.
+    echo "kernel 2" > "$VOL/boot/vmlinuz"
     sed -i '/^\[rebuilders\]/a broken = { argv = ["sh", "-c", "exit 3"] }' "$HOST"
     sed -i 's/^rebuild = .*/rebuild = "broken"/' "$VOL/etc/volwatch/bootcaches.toml"
     run --separate-stderr "$VREBUILD" --json "$VOL" "$SANDBOX/not-a-volume"
@@ -68,6 +70,9 @@ assert [e["argument"] for e in failed["errors"]] == [sys.argv[2] + "/not-a-volum
 v = failed["volumes"][0]
 assert (v["exit_code"], v["exit_status"]) == (1, "stale"), v
 assert v["caches"][0]["action"] == "failed" and v["caches"][0]["status"] == 3, v["caches"]
-assert v["helpers"] == [], v["helpers"]
+for h in v["helpers"]:
+    assert h["outcome"] == "updated" and h["files"] == ["boot/vmlinuz"], h
+    assert h["held_back"] == [{"file": "out/pack.tgz", "caches": ["pack"],
+                               "reason": "the product of cache pack, which failed (the rebuilder exited with status 3)"}], h
 PY
 }

@@ -742,6 +742,37 @@ TEST_F(ConfigTest, VolumeValid) {
               (std::vector<std::string>{"boot/vmlinuz", "boot/initrd.img", "boot/grub/grub.cfg"}));
 }
 
+TEST_F(ConfigTest, VolumeHelperDepends) {
+    std::string base = std::string(valid_volume_config);
+    auto config = parse_volume(base + "depends = { \"boot/./vmlinuz\" = [\"initramfs\", \"ld.so.cache\"] }\n");
+    ASSERT_TRUE(config.ok()) << config.problem().message;
+    EXPECT_EQ(config->helper_depends,
+              (std::map<std::string, std::vector<std::string>>{{"boot/vmlinuz", {"initramfs", "ld.so.cache"}}}));
+    auto table = parse_volume(base + "\n[helpers.depends]\n\"boot/grub/grub.cfg\" = [\"initramfs\"]\n");
+    ASSERT_TRUE(table.ok()) << table.problem().message;
+    EXPECT_EQ(table->helper_depends.at("boot/grub/grub.cfg"), std::vector<std::string>{"initramfs"});
+    EXPECT_TRUE(parse_volume(valid_volume_config)->helper_depends.empty());
+    // depends is line 18: valid_volume_config ends with the [helpers] files line.
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/other\" = [\"initramfs\"] }\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends.\"boot/other\": \"boot/other\" is not one of the helper files ([helpers] files)"));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initrd\"] }\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[0]: \"initrd\" is not a cache of this volume ([[cache]] name)"));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [] }\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\": must not be empty"));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = \"initramfs\" }\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\": expected an array of cache names, found a string"));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initramfs\", \"initramfs\"] }\n"),
+                           ExitCode::bad_volume_config, "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[1]: duplicate cache \"initramfs\""));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = { \"boot/vmlinuz\" = [1] }\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends.\"boot/vmlinuz\"[0]: expected a string, found an integer"));
+    EXPECT_TRUE(fails_containing(parse_volume(base + "depends = { \"../etc/shadow\" = [\"initramfs\"] }\n"), ExitCode::bad_volume_config,
+                                 {"vol.toml:18: helpers.depends.\"../etc/shadow\": \"../etc/shadow\": "}));
+    EXPECT_TRUE(fails_containing(parse_volume(base + "depends = { \"boot/vmlinuz\" = [\"initramfs\"], \"boot//vmlinuz\" = [\"initramfs\"] }\n"),
+                                 ExitCode::bad_volume_config, {"vol.toml:18: helpers.depends.", "is listed twice"}));
+    EXPECT_TRUE(fails_with(parse_volume(base + "depends = [\"initramfs\"]\n"), ExitCode::bad_volume_config,
+                           "vol.toml:18: helpers.depends: expected a table, found an array"));
+}
+
 TEST_F(ConfigTest, VolumeOnlyCachesOrOnlyHelpers) {
     auto caches = parse_volume("version = 1\n[[cache]]\nname = \"a\"\nsources = [\"s\"]\nproduct = \"p\"\nrebuild = \"ldconfig\"");
     ASSERT_TRUE(caches.ok()) << caches.problem().message;

@@ -59,7 +59,7 @@ TEST_F(HelperSync, FirstSyncCopiesEverythingAndIsClean) {
 TEST_F(HelperSync, SecondSyncIsUnchangedAndForceRewrites) {
     ASSERT_EQ(sync().outcome, HelperOutcome::updated);
     EXPECT_EQ(sync().outcome, HelperOutcome::unchanged);
-    auto forced = sync({true, false});
+    auto forced = sync({true, false, {}});
     EXPECT_EQ(forced.outcome, HelperOutcome::updated);
     EXPECT_EQ(forced.generation, 2u);
     EXPECT_EQ(read_live_pointer(target())->slot, "b");
@@ -91,7 +91,7 @@ TEST_F(HelperSync, AnUnsealedSlotIsNeverLive) {
 
 TEST_F(HelperSync, ATornPointerFallsBackToTheOtherFile) {
     ASSERT_EQ(sync().outcome, HelperOutcome::updated);
-    ASSERT_EQ(sync({true, false}).outcome, HelperOutcome::updated);  // live: b, generation 2
+    ASSERT_EQ(sync({true, false, {}}).outcome, HelperOutcome::updated);  // live: b, generation 2
     // FAT rename-over is not atomic: current gone, current.new complete.
     std::filesystem::rename(target() / "volwatch/current", target() / "volwatch/current.new");
     EXPECT_EQ(read_live_pointer(target())->slot, "b");
@@ -124,7 +124,7 @@ TEST_F(HelperSync, AReplacedDiskIsStale) {
 }
 
 TEST_F(HelperSync, DryRunChangesNothing) {
-    auto result = sync({false, true});
+    auto result = sync({false, true, {}});
     EXPECT_EQ(result.outcome, HelperOutcome::would_update);
     EXPECT_EQ(result.files.size(), 2u);
     EXPECT_FALSE(std::filesystem::exists(target() / "volwatch"));
@@ -261,3 +261,95 @@ TEST_F(HelperSync, AHelperUnmountedSinceTheLastSyncIsAnErrorAndItsDirectoryIsLef
 }
 
 }  // namespace
+
+namespace {
+
+std::vector<HeldBackFile> initrd_held() { return {HeldBackFile{"boot/initrd.img", {"initramfs"}, "the product of cache initramfs, which failed"}}; }
+
+}  // namespace
+
+TEST(HeldBackFiles, FollowProductsAndDeclaredDependencies) {
+    VolumeConfig config;
+    config.helper_files = {"boot/vmlinuz", "./boot/initrd.img", "lib/modules/6.1/modules.dep", "boot/grub/grub.cfg"};
+    config.caches = {CacheSpec{"initramfs", {"usr/lib/modules"}, "boot/initrd.img", Depth::deep, "r", 1},
+                     CacheSpec{"depmod", {"lib/modules"}, "lib/modules/", Depth::deep, "r", 2},
+                     CacheSpec{"grub", {"etc/grub.d"}, "boot/grub/grub.cfg", Depth::shallow, "r", 3}};
+    config.helper_depends = {{"boot/vmlinuz", {"initramfs"}}};
+    EXPECT_TRUE(held_back_files(config, {}).empty());
+    EXPECT_TRUE(held_back_files(config, {{"ldconfig", "failed"}}).empty());
+    auto held = held_back_files(config, {{"initramfs", "failed (status 1)"}});
+    ASSERT_EQ(held.size(), 2u);
+    EXPECT_EQ(held[0].file, "boot/vmlinuz");
+    EXPECT_EQ(held[0].reason, "depends on cache initramfs ([helpers] depends), which failed (status 1)");
+    EXPECT_EQ(held[1].file, "boot/initrd.img");
+    EXPECT_EQ(held[1].reason, "the product of cache initramfs, which failed (status 1)");
+    // A file beneath a product directory depends on its cache.
+    held = held_back_files(config, {{"depmod", "timed out after 1m"}});
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held[0].file, "lib/modules/6.1/modules.dep");
+    config.helper_depends["boot/grub/grub.cfg"] = {"initramfs"};
+    held = held_back_files(config, {{"initramfs", "failed"}, {"grub", "failed"}});
+    ASSERT_EQ(held.size(), 3u);
+    EXPECT_EQ(held[2].caches, (std::vector<std::string>{"initramfs", "grub"}));
+    EXPECT_EQ(held[2].reason, "depends on cache initramfs ([helpers] depends), which failed (and 1 more failed cache)");
+}
+
+TEST_F(HelperSync, AHeldBackFileKeepsTheLiveCopyAndTheTargetStaysStaleForIt) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(root() / "boot/vmlinuz", "new kernel");
+    write_file(root() / "boot/initrd.img", "half");
+    auto result = sync({false, false, initrd_held()});
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(result.generation, 2u);
+    EXPECT_EQ(result.files, std::vector<std::string>{"boot/vmlinuz"});
+    ASSERT_EQ(result.held_back.size(), 1u);
+    EXPECT_EQ(result.held_back[0].file, "boot/initrd.img");
+    EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/vmlinuz"), "new kernel");
+    EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/initrd.img"), std::string(300000, 'i'));
+    auto live = read_live_pointer(target());
+    ASSERT_TRUE(live);
+    EXPECT_EQ(live->slot, "b");
+    EXPECT_EQ(check().reason, "boot/initrd.img changed since it was copied to " + target().string());
+    // Only the held-back file differs now: no new generation.
+    auto again = sync({false, false, initrd_held()});
+    EXPECT_EQ(again.outcome, HelperOutcome::held_back) << again.message;
+    EXPECT_EQ(read_live_pointer(target())->generation, 2u);
+    // Once nothing is held back the whole set is copied and clean.
+    auto whole = sync();
+    ASSERT_EQ(whole.outcome, HelperOutcome::updated) << whole.message;
+    EXPECT_EQ(read_file(target() / "volwatch/slot-a/boot/initrd.img"), "half");
+    EXPECT_EQ(check().state, CacheState::clean);
+}
+
+TEST_F(HelperSync, AHeldBackFileUnchangedOnTheVolumeStaysCleanAndMayBeMissingThere) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(root() / "boot/vmlinuz", "new kernel");
+    ASSERT_EQ(sync({false, false, initrd_held()}).outcome, HelperOutcome::updated);
+    EXPECT_EQ(check().state, CacheState::clean) << check().reason;  // the previous stamp entry still describes it
+    std::filesystem::remove(root() / "boot/initrd.img");
+    write_file(root() / "boot/vmlinuz", "newer kernel");
+    auto result = sync({false, false, initrd_held()});
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(read_file(target() / "volwatch/slot-a/boot/initrd.img"), std::string(300000, 'i'));
+}
+
+TEST_F(HelperSync, ATargetWithoutALiveSetIsNotWrittenWhileAFileIsHeldBack) {
+    auto result = sync({false, false, initrd_held()});
+    EXPECT_EQ(result.outcome, HelperOutcome::held_back);
+    EXPECT_NE(result.message.find("cannot be synced this time: it has no complete set yet to keep the held-back boot/initrd.img from"),
+              std::string::npos) << result.message;
+    EXPECT_FALSE(std::filesystem::exists(target() / "volwatch"));
+    auto dry = sync({false, true, initrd_held()});
+    EXPECT_EQ(dry.outcome, HelperOutcome::held_back);
+}
+
+TEST_F(HelperSync, AHeldBackLiveCopyChangedBehindOurBackFailsAndKeepsTheLiveSet) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(target() / "volwatch/slot-a/boot/initrd.img", std::string(300000, 'x'));
+    write_file(root() / "boot/vmlinuz", "new kernel");
+    auto result = sync({false, false, initrd_held()});
+    EXPECT_EQ(result.outcome, HelperOutcome::failed);
+    EXPECT_NE(result.message.find("the live copy of the held-back boot/initrd.img"), std::string::npos) << result.message;
+    EXPECT_EQ(read_live_pointer(target())->slot, "a");
+    EXPECT_EQ(read_live_pointer(target())->generation, 1u);
+}

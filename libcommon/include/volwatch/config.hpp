@@ -78,6 +78,10 @@ struct VolumeConfig {
     int version = 1;
     std::vector<CacheSpec> caches;
     std::vector<std::string> helper_files;  // relative to the volume root
+    /// [helpers] depends: helper file (lexically normal) -> the caches whose
+    /// failure holds it back. A file that is (or lies beneath) a cache's
+    /// product depends on that cache without being listed.
+    std::map<std::string, std::vector<std::string>> helper_depends;
 };
 
 /// Where the host config comes from: `--config` if given, else

@@ -28,6 +28,17 @@ struct LockHolder {
     double since = 0;
 };
 
+/// A lock whose owners have all died and that nobody has tidied yet (as
+/// `vlock --list` shows it): the next locker, or vwatch, records it as a
+/// failed update ("exited without unlocking").
+struct AbandonedLock {
+    pid_t pid = 0;              // the first owner, as the tidy note names it
+    std::string command;
+    std::string purpose;
+    double since = 0;
+    std::vector<pid_t> owners;  // every dead owner, in record order
+};
+
 struct VolumeReport {
     Volume volume;
     VolumeState state = VolumeState::clean;
@@ -35,8 +46,10 @@ struct VolumeReport {
     std::vector<CacheVerdict> caches;
     std::vector<HelperVerdict> helpers;
     std::optional<LockHolder> lock;
+    std::optional<AbandonedLock> abandoned;
     std::vector<pid_t> waiters;          // live waiters in FIFO order
-    int failures = 0;
+    int failures = 0;                    // consecutive failures, counting an abandoned lock's as recorded
+
     int attempts = 0;
     bool gave_up = false;
     std::string lock_problem;            // the lock record could not be read
