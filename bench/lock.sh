@@ -19,6 +19,11 @@
 #      `vlock VOL --wait -- lock_handoff stamp` sleeps; from just before
 #      vunlock's exec to the command's first instruction (both processes'
 #      start-up included);
+#   3b. handoff against its floor: H times each, interleaved, the holder's
+#      command stamps and exits while the next `vlock VOL --wait --
+#      lock_handoff stamp` (or `flock FILE lock_handoff stamp`, the floor:
+#      flock(1) forks and execs its command when the lock frees) waits;
+#      from the stamp to the waiting command's first instruction;
 #   4. contended throughput: C clients each run K times `vlock VOL --wait --
 #      true`, then the same with `flock FILE true`; operations per second and
 #      the ratio.
@@ -170,6 +175,49 @@ printf 'handoff, whole process (%d handoffs): vunlock start to the waiter comman
     "$handoffs" "$(median <"$tmp/handoff.process")" "$(p90 <"$tmp/handoff.process")" "$(median <"$tmp/vunlock.times")"
 printf 'handoff, whole process (%d handoffs): vunlock'"'"'s release rewrite to the waiter command start, median %.0f us (p90 %.0f) (target: median < 1000 us)\n' \
     "$handoffs" "$(median <"$tmp/handoff.rewrite")" "$(p90 <"$tmp/handoff.rewrite")"
+
+# 3b. Handoff, whole process, against its floor: the holder's command stamps
+# and exits; the time to the waiting command's first instruction. With
+# flock(1) (`flock FILE CMD` started when the lock frees: flock's exit
+# closes the lock, the waiter's flock(2) returns, it forks and execs CMD)
+# this is the floor on this machine; with vlock the holder's vlock reaps
+# its command and releases, the waiter is woken, takes the lock and lets
+# its parked command exec.
+floor_round() {  # $1: vlock or flock; appends one handoff in microseconds
+    mkfifo "$tmp/go"
+    if [ "$1" = vlock ]; then
+        "$vlock" "$vol" -- sh -c 'read -r _ <"$1/go"; exec "$2" stamp >"$1/t0"' _ "$tmp" "$handoff" &
+        holder=$!
+        until "$vlock" --list "$vol" | grep -q '^  locked by '; do sleep 0.005; done
+        "$vlock" "$vol" --wait=30s -- "$handoff" stamp >"$tmp/t1" &
+        waiter=$!
+        until [ "$(waiting)" -ge 1 ]; do sleep 0.005; done
+    else
+        flock "$flockfile" sh -c 'read -r _ <"$1/go"; exec "$2" stamp >"$1/t0"' _ "$tmp" "$handoff" &
+        holder=$!
+        until ! flock -n "$flockfile" true; do sleep 0.005; done
+        flock "$flockfile" "$handoff" stamp >"$tmp/t1" &
+        waiter=$!
+        # Asleep in flock(2): state S with the lock file open.
+        until [ "$(awk '{ print $3 }' "/proc/$waiter/stat" 2>/dev/null)" = S ] &&
+            ls -l "/proc/$waiter/fd" 2>/dev/null | grep -q "$flockfile"; do sleep 0.005; done
+    fi
+    sleep 0.02
+    echo go >"$tmp/go"
+    wait "$holder" "$waiter"
+    rm -f "$tmp/go"
+    awk -v a="$(cat "$tmp/t0")" -v b="$(cat "$tmp/t1")" 'BEGIN { printf "%.1f\n", (b - a) / 1000 }' >>"$tmp/floor.$1"
+}
+: >"$tmp/floor.vlock"
+: >"$tmp/floor.flock"
+for ((h = 0; h < handoffs; h++)); do
+    if ((h % 2)); then floor_round flock; floor_round vlock; else floor_round vlock; floor_round flock; fi
+done
+floor_vlock=$(median <"$tmp/floor.vlock")
+floor_flock=$(median <"$tmp/floor.flock")
+printf 'handoff, whole process (%d handoffs each, interleaved): holder command end to the waiting command start, vlock median %.0f us (p90 %.0f), flock(1) (the floor) median %.0f us (p90 %.0f), ratio %.2f (target <= 1.2)\n' \
+    "$handoffs" "$floor_vlock" "$(p90 <"$tmp/floor.vlock")" "$floor_flock" "$(p90 <"$tmp/floor.flock")" \
+    "$(awk -v a="$floor_vlock" -v b="$floor_flock" 'BEGIN { print a / b }')"
 
 # 4. Contended throughput.
 contend() {  # $1: vlock or flock
