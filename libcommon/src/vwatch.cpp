@@ -56,7 +56,7 @@ constexpr milliseconds max_mount_rescan_interval{1000};
 // in one go, so that a burst costs one wake-up per interval instead of one
 // per mount. Nothing is lost: the kernel keeps the events (an overflow asks
 // for a re-read).
-constexpr milliseconds mount_event_batch{100};
+constexpr milliseconds mount_event_batch{500};
 // While a defer_while file is held by a process we could not name, look again this often.
 constexpr milliseconds defer_recheck_interval{5000};
 constexpr milliseconds max_retry_backoff = std::chrono::hours(1);
