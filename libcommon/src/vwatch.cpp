@@ -51,11 +51,11 @@ constexpr milliseconds mount_rescan_interval{100};
 constexpr milliseconds max_mount_rescan_interval{1000};
 // Mount events come in bursts (containers starting, a storm of bind mounts).
 // With a monitor that queues them (fanotify), an event is read at once; one
-// that follows within this interval of the previous read starts a burst: the
-// daemon stops listening this long and then reads the ones queued meanwhile
-// in one go, so that a burst costs one wake-up per interval instead of one
-// per mount. Nothing is lost: the kernel keeps the events (an overflow asks
-// for a re-read).
+// that follows within twice this interval of the previous read is part of a
+// burst: the daemon stops listening this long and then reads the ones queued
+// meanwhile in one go, so that a burst costs one wake-up per interval instead
+// of one per mount. Nothing is lost: the kernel keeps the events (an overflow
+// asks for a re-read).
 constexpr milliseconds mount_event_batch{500};
 // While a defer_while file is held by a process we could not name, look again this often.
 constexpr milliseconds defer_recheck_interval{5000};
