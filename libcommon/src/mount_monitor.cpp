@@ -85,6 +85,7 @@ public:
     // kernel raises EPOLLPRI once per change, reset by the poll itself.
     [[nodiscard]] std::uint32_t poll_events() const override { return EPOLLPRI; }
     bool drain(const MountInterest&) override { return true; }
+    [[nodiscard]] bool queues_events() const override { return false; }
 
 private:
     UniqueFd fd_;
@@ -96,6 +97,7 @@ public:
     [[nodiscard]] std::string_view name() const override { return "fanotify"; }
     [[nodiscard]] int fd() const override { return fd_.get(); }
     [[nodiscard]] std::uint32_t poll_events() const override { return EPOLLIN; }
+    [[nodiscard]] bool queues_events() const override { return true; }
 
     bool drain(const MountInterest& interest) override {
         bool relevant = false;

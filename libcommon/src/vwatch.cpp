@@ -49,6 +49,14 @@ using std::chrono::milliseconds;
 // (bind mounts, tmpfs, ...), up to the maximum, and starts over after a quiet spell.
 constexpr milliseconds mount_rescan_interval{100};
 constexpr milliseconds max_mount_rescan_interval{1000};
+// Mount events come in bursts (containers starting, a storm of bind mounts).
+// With a monitor that queues them (fanotify), an event is read at once; one
+// that follows within twice this interval of the previous read is part of a
+// burst: the daemon stops listening this long and then reads the ones queued
+// meanwhile in one go, so that a burst costs one wake-up per interval instead
+// of one per mount. Nothing is lost: the kernel keeps the events (an overflow
+// asks for a re-read).
+constexpr milliseconds mount_event_batch{500};
 // While a defer_while file is held by a process we could not name, look again this often.
 constexpr milliseconds defer_recheck_interval{5000};
 constexpr milliseconds max_retry_backoff = std::chrono::hours(1);
@@ -252,9 +260,25 @@ private:
         std::string why_not;
         mounts_ = make_mount_monitor(::geteuid() == 0, &why_not);
         if (!why_not.empty()) log_.log(LogLevel::debug, fmt::format("following mounts through {}: {}", mounts_->name(), why_not));
-        loop_.watch(mounts_->fd(), mounts_->poll_events(), [this](std::uint32_t) {
-            if (mounts_->drain(mount_interest())) schedule_rescan();
-        });
+        listen_for_mounts();
+    }
+
+    void listen_for_mounts() {
+        loop_.watch(mounts_->fd(), mounts_->poll_events(), [this](std::uint32_t) { on_mount_events(); });
+    }
+
+    // Reads what is pending; within a burst, then rests for mount_event_batch
+    // (see there): listening again reports at once whatever came meanwhile.
+    void on_mount_events() {
+        if (mounts_->drain(mount_interest())) schedule_rescan();
+        Clock::time_point now = Clock::now();
+        // Events found as a rest ends come one interval after the read before
+        // it: still the same burst.
+        bool burst = now - last_mount_read_ <= 2 * mount_event_batch;
+        last_mount_read_ = now;
+        if (!burst || !mounts_->queues_events()) return;
+        loop_.unwatch(mounts_->fd());
+        loop_.add_timer(mount_event_batch, [this] { listen_for_mounts(); });
     }
 
     MountInterest mount_interest() const {
@@ -1056,6 +1080,7 @@ private:
     EventLoop::TimerId startup_timer_ = 0;
     EventLoop::TimerId rescan_timer_ = 0;
     Clock::time_point last_rescan_{};
+    Clock::time_point last_mount_read_{};
     milliseconds rescan_interval_ = mount_rescan_interval;
     std::string mount_fingerprint_;
     std::string mount_ids_;

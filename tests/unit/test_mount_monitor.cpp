@@ -2,12 +2,14 @@
 
 #include <poll.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "test_support.hpp"
+#include "volwatch/fd.hpp"
 
 namespace volwatch {
 namespace {
@@ -92,6 +94,39 @@ TEST_P(PrivilegedMountMonitor, AMountOverAVolumeRootAndTheDetachOfAVolumesMountN
     interest.mount_ids.insert(unique_mount_id(dir / "vol"));
     ASSERT_EQ(::umount((dir / "vol").c_str()), 0);
     EXPECT_TRUE(says_reread(*monitor_, interest));
+}
+
+// What lets vwatch stop listening between the events of a burst
+// (mount_event_batch in vwatch.cpp): a monitor that queues events reports,
+// to an epoll set that it joins afterwards, everything that happened while
+// nobody listened, and one drain finds a mount that matters behind many that
+// do not. mountinfo consumes its change on every poll: it must say so.
+TEST_P(PrivilegedMountMonitor, AQueueingMonitorKeepsWhatHappensWhileNobodyListens) {
+    if (!monitor_->queues_events()) {
+        EXPECT_EQ(monitor_->name(), "mountinfo");
+        return;
+    }
+    TempDir dir;
+    std::filesystem::create_directories(dir / "src/sub");
+    std::filesystem::create_directories(dir / "vol");
+    MountInterest interest;
+    interest.roots.insert((dir / "vol").string());
+    constexpr int binds = 20;
+    for (int i = 0; i < binds; ++i) {
+        std::filesystem::create_directories(dir / "bind" / std::to_string(i));
+        ASSERT_EQ(::mount((dir / "src/sub").c_str(), (dir / "bind" / std::to_string(i)).c_str(), nullptr, MS_BIND, nullptr), 0);
+    }
+    ASSERT_EQ(::mount("tmpfs", (dir / "vol").c_str(), "tmpfs", 0, "size=1m"), 0);
+    UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+    epoll_event ev{};
+    ev.events = monitor_->poll_events();
+    ASSERT_EQ(::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, monitor_->fd(), &ev), 0);
+    epoll_event out{};
+    EXPECT_EQ(::epoll_wait(epoll.get(), &out, 1, 0), 1);
+    EXPECT_TRUE(monitor_->drain(interest));
+    for (int i = 0; i < binds; ++i) ::umount((dir / "bind" / std::to_string(i)).c_str());
+    ::umount((dir / "vol").c_str());
+    (void)says_reread(*monitor_, {});
 }
 
 }  // namespace

@@ -33,6 +33,12 @@ public:
     /// Consumes what is pending; true when the mount table must be re-read.
     /// The mountinfo backend cannot tell, so it always says true.
     [[nodiscard]] virtual bool drain(const MountInterest& interest) = 0;
+    /// True when events wait in a queue until drained (fanotify), so the
+    /// daemon may stop listening for a while and find them all afterwards.
+    /// Not mountinfo: each poll of it consumes the change it reports, and
+    /// epoll polls twice when a descriptor is added, so a change made while
+    /// nobody listened would be lost.
+    [[nodiscard]] virtual bool queues_events() const = 0;
 };
 
 /// The fanotify monitor when `try_fanotify` and the kernel allows it, else
