@@ -51,3 +51,4 @@ for disk in 1 2; do
         "$(vm_result booted)" "$want ${VM_ESP_UUID[disk - 1]}"
     vm_expect "vcheck --all after booting from disk $disk" "$(vm_result vcheck-exit)" 0
 done
+touch "$VM_RUN/passed"

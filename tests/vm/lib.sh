@@ -263,6 +263,7 @@ vm_accel() { if [[ -r /dev/kvm && -w /dev/kvm ]]; then echo kvm; else echo tcg; 
 # variable VM_LAST names that directory. With VM_BACKGROUND=1 QEMU is left
 # running and VM_QEMU_PID names it.
 VM_BOOTS=0
+VM_FILES=()   # more files for the guest, in its /run/vwtest
 vm_boot() {
     local run=$1 step=$2 bootdisk=${3:-1} timeout=${4:-$VM_BOOT_TIMEOUT}
     VM_BOOTS=$((VM_BOOTS + 1))
@@ -270,7 +271,9 @@ vm_boot() {
     mkdir -p "$VM_LAST/cfg"
     declare -f vw_report vw_log_dump vw_pointer vw_cmdline vw_done >"$VM_LAST/cfg/guest.sh"
     cp "$step" "$VM_LAST/cfg/step.sh"
-    tar -cf "$VM_LAST/cfg.tar" -C "$VM_LAST/cfg" guest.sh step.sh
+    local extra
+    for extra in "${VM_FILES[@]}"; do cp "$extra" "$VM_LAST/cfg/"; done
+    tar -cf "$VM_LAST/cfg.tar" -C "$VM_LAST/cfg" .
     cp /usr/share/OVMF/OVMF_VARS_4M.fd "$VM_LAST/vars.fd"
     local b1=1 b2=2
     if [[ $bootdisk == 2 ]]; then b1=2 b2=1; fi
@@ -331,4 +334,31 @@ vm_new_run() {
     cp --sparse=always "$VM_WORK/golden/disk1.img" "$VM_WORK/golden/disk2.img" "$run/"
     VM_BOOTS=0
     VM_RUN=$run
+}
+
+# The step that syncs both ESPs on a fresh image (boot-sync's first boot).
+VM_SYNC_STEP='rc=0; vrebuild / >/run/vrebuild.out 2>&1 || rc=$?
+sed "s/^/VWLOG vrebuild: /" /run/vrebuild.out >&3
+vw_report vrebuild-exit "$rc"
+vw_report esp1 "$(vw_pointer /boot/efi)"
+vw_report esp2 "$(vw_pointer /boot/efi2)"
+vw_done'
+
+# vm_new_synced_run NAME: like vm_new_run, from disks whose ESPs were synced
+# by vrebuild in the guest: boot-sync's end state when it passed, else one
+# boot of our own.
+vm_new_synced_run() {
+    if [[ -f $VM_WORK/boot-sync/passed ]]; then
+        local run=$VM_WORK/$1
+        rm -rf "$run"
+        mkdir -p "$run"
+        cp --sparse=always "$VM_WORK/boot-sync/disk1.img" "$VM_WORK/boot-sync/disk2.img" "$run/"
+        VM_BOOTS=0
+        VM_RUN=$run
+        return 0
+    fi
+    vm_new_run "$1"
+    printf '%s\n' "$VM_SYNC_STEP" >"$VM_RUN/sync.sh"
+    vm_boot "$VM_RUN" "$VM_RUN/sync.sh" 1
+    vm_expect "initial vrebuild / in the guest" "$(vm_result vrebuild-exit)" 0
 }
