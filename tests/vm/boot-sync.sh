@@ -29,7 +29,7 @@ vw_report vcheck-exit "$rc"
 vw_done
 STEP
 
-vm_boot "$VM_RUN" "$VM_RUN/first.sh" 1
+vm_boot "$VM_RUN" "$VM_RUN/first.sh" 1 900
 vm_expect "first boot is the fallback entry" "$(vm_result generation)" none
 vm_expect "vwatch.service is active (Type=notify: READY was sent)" "$(vm_result vwatch-state)" active
 vm_log "vwatch status text: $(vm_result vwatch-status)"

@@ -7,7 +7,7 @@
 
 VM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 VM_CACHE=${VOLWATCH_VM_CACHE:-/var/cache/volwatch-vm}
-VM_BOOT_TIMEOUT=${VOLWATCH_VM_BOOT_TIMEOUT:-300}
+VM_BOOT_TIMEOUT=${VOLWATCH_VM_BOOT_TIMEOUT:-600}
 VM_SUITE=bookworm
 # Only what the image and the scenarios need; minbase adds dpkg, apt, coreutils.
 VM_PACKAGES=(systemd-sysv udev linux-image-amd64 initramfs-tools kmod zstd dosfstools
@@ -359,6 +359,6 @@ vm_new_synced_run() {
     fi
     vm_new_run "$1"
     printf '%s\n' "$VM_SYNC_STEP" >"$VM_RUN/sync.sh"
-    vm_boot "$VM_RUN" "$VM_RUN/sync.sh" 1
+    vm_boot "$VM_RUN" "$VM_RUN/sync.sh" 1 900
     vm_expect "initial vrebuild / in the guest" "$(vm_result vrebuild-exit)" 0
 }

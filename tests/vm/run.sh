@@ -5,7 +5,7 @@
 # Environment: VOLWATCH_VM_CUTS (power cuts, default 2), VOLWATCH_VM_SEED,
 # VOLWATCH_VM_CACHE (base root cache, default /var/cache/volwatch-vm),
 # VOLWATCH_VM_WORK (disk images, default a temporary directory),
-# VOLWATCH_VM_BOOT_TIMEOUT (seconds per boot, default 300).
+# VOLWATCH_VM_BOOT_TIMEOUT (seconds per boot, default 600).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
