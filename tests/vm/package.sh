@@ -71,7 +71,7 @@ first=$(journalctl -u vwatch --since "@$since" -o short-unix --no-pager | grep '
 vw_report launched-after-release "$([ -n "$first" ] && [ "$first" -ge "$released" ] && echo yes || echo "no ($first < $released)")"
 vw_report depmod "$(grep -c 'extra/vwtest_dummy.ko' /usr/lib/modules/"$(uname -r)"/modules.dep)"
 vw_report ldconfig "$(ldconfig -p | grep -c 'libvwtest.so.1 ')"
-vw_report initramfs "$(lsinitramfs /initrd.img | grep -c 'etc/vwtest-marker')"
+vw_report initramfs "$(lsinitramfs "$(readlink -f /initrd.img)" | grep -c 'etc/vwtest-marker')"
 rc=0; vcheck --all >/run/vcheck.out 2>&1 || rc=$?
 sed 's/^/VWLOG vcheck: /' /run/vcheck.out >&3
 vw_report vcheck-exit "$rc"

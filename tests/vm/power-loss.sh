@@ -62,7 +62,7 @@ cut_boot() {
     local step=$1 disk=$2 delay=$((RANDOM % (window * 10)))
     VM_BACKGROUND=1 vm_boot "$VM_RUN" "$step" "$disk" 900
     local start=$SECONDS
-    while ! tr -d '\r' <"$VM_LAST/results.log" 2>/dev/null | grep -q '^VWTEST sync-start 1$'; do
+    while ! { [[ -f $VM_LAST/results.log ]] && tr -d '\r' <"$VM_LAST/results.log" | grep -q '^VWTEST sync-start 1$'; }; do
         kill -0 "$VM_QEMU_PID" 2>/dev/null || vm_fail "the guest stopped before its sync loop"
         (( SECONDS - start < VM_BOOT_TIMEOUT + 600 )) || { kill -9 "$VM_QEMU_PID"; vm_fail "the sync loop never started"; }
         sleep 0.5
