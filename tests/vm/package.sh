@@ -87,7 +87,7 @@ vw_done
 STEP
 
 VM_FILES=("$VM_RUN/vwtest.deb")
-vm_boot "$VM_RUN" "$VM_RUN/install.sh" 1 1200
+vm_boot "$VM_RUN" "$VM_RUN/install.sh" 1 1800
 VM_FILES=()
 vm_expect "dpkg -i exit status" "$(vm_result dpkg-exit)" 0
 [[ $(vm_result deferred) -ge 1 ]] || vm_fail "vwatch never logged the deferral while dpkg held its lock"
