@@ -2,7 +2,7 @@
 # Installs the Debian packages volwatch needs to build and test. As root it
 # runs apt-get (one update, then one install); otherwise it prints the one
 # line to run and fails if anything required is missing.
-# Usage: scripts/deps.sh [build|test|bench]
+# Usage: scripts/deps.sh [build|test|bench|vm]
 set -euo pipefail
 
 # Not libboost-dev: Boost.Interprocess has no job here (docs/locking.md says why).
@@ -13,13 +13,19 @@ test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mand
 # The benchmarks' peers (bench/*.sh): util-linux flock, find, inotifywait, hyperfine.
 bench_packages=(python3 util-linux findutils inotify-tools hyperfine time e2fsprogs)
 
+# The virtual-machine suite (tests/vm): QEMU, UEFI firmware, a standalone GRUB,
+# FAT tools that work on image files, partitioning, and debootstrap.
+vm_packages=(qemu-system-x86 qemu-utils ovmf grub-efi-amd64-bin mtools dosfstools fdisk gdisk debootstrap
+             systemd-boot-efi python3)
+
 kind=${1:-build}
 want=("${build_packages[@]}")
 case "$kind" in
 test) want+=("${test_packages[@]}") ;;
 bench) want+=("${bench_packages[@]}") ;;
+vm) want+=("${vm_packages[@]}") ;;
 build) ;;
-*) echo "deps: unknown kind $kind (build, test or bench)" >&2; exit 64 ;;
+*) echo "deps: unknown kind $kind (build, test, bench or vm)" >&2; exit 64 ;;
 esac
 
 missing=()

@@ -5,22 +5,28 @@
 #   scripts/test.sh --sanitize    AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/
 #   scripts/test.sh --fuzz[=SECS] build the libFuzzer targets with clang, volwatch_common instrumented
 #                                 too, in build-fuzz/, and fuzz each for SECS (default 60)
+#   scripts/test.sh --vm[=SCENARIO,...]  normal build, its .deb (cpack -G DEB), then the
+#                                 virtual-machine acceptance suite (tests/vm/run.sh, as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=normal
 fuzz_seconds=60
+vm_scenarios=()
 for arg in "$@"; do
     case "$arg" in
         --sanitize) mode=sanitize ;;
         --fuzz) mode=fuzz ;;
         --fuzz=*) mode=fuzz; fuzz_seconds=${arg#--fuzz=} ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        --vm) mode=vm ;;
+        --vm=*) mode=vm; IFS=, read -ra vm_scenarios <<<"${arg#--vm=}" ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $arg" >&2; exit 64 ;;
     esac
 done
 
 scripts/deps.sh test
+if [[ $mode == vm ]]; then scripts/deps.sh vm; fi
 jobs=$(nproc 2>/dev/null || echo 2)
 
 case "$mode" in
@@ -35,6 +41,14 @@ sanitize)
     cmake --build build-asan -j "$jobs"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ;;
+vm)
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVOLWATCH_WERROR=ON >/dev/null
+    cmake --build build -j "$jobs"
+    rm -f build/volwatch_*.deb
+    (cd build && cpack -G DEB >/dev/null)
+    deb=$(ls build/volwatch_*.deb)
+    bash tests/vm/run.sh "$deb" "${vm_scenarios[@]}"
     ;;
 fuzz)
     if ! command -v clang++ >/dev/null; then echo "test.sh: clang++ not found; fuzzing skipped"; exit 0; fi

@@ -59,6 +59,14 @@ Status write_file_atomically(int dir_fd, const std::string& name, std::string_vi
         ::unlinkat(dir_fd, temp.c_str(), 0);
         return Problem{ExitCode::internal, fmt::format("{}: cannot replace: {}", name, std::strerror(error))};
     }
+    // The renamed file again, then the directory: on vfat the new name's
+    // directory entry gets the file's start cluster and size only when the
+    // renamed inode is written back (a directory fsync does not), so a power
+    // cut could otherwise leave `name` empty (a 0-byte MANIFEST.json, seen in
+    // tests/vm/power-loss.sh).
+    if (::fsync(fd.get()) != 0) {
+        return Problem{ExitCode::internal, fmt::format("{}: fsync after rename: {}", name, std::strerror(errno))};
+    }
     ::fsync(dir_fd);
     return success();
 }

@@ -124,10 +124,16 @@ Status write_pointer(const fs::path& dir, const std::string& slot, std::uint64_t
     std::string text = format_pointer(slot, generation);
     if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) || ::fsync(fd.get()) != 0)
         return Problem{ExitCode::internal, fmt::format("{}: {}", staged.string(), std::strerror(errno))};
-    fd.reset();
     if (auto synced = fsync_path(dir); !synced) return synced;
     if (::rename(staged.c_str(), (dir / "current").c_str()) != 0)
         return Problem{ExitCode::internal, fmt::format("{}: rename: {}", staged.string(), std::strerror(errno))};
+    // fsync the renamed file itself, before the directory: on vfat the
+    // directory entry of `current` is rewritten (start cluster, size) only
+    // when the renamed inode is written back, and a directory fsync does not
+    // write it; until then the entry on disk names the old file's freed
+    // clusters, which the next copy reuses (found by tests/vm/power-loss.sh).
+    if (::fsync(fd.get()) != 0)
+        return Problem{ExitCode::internal, fmt::format("{}: fsync: {}", (dir / "current").string(), std::strerror(errno))};
     return fsync_path(dir);
 }
 
@@ -307,6 +313,8 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     if (live && live->pointer_file == "current.new") {
         if (::rename((base / "current.new").c_str(), (base / "current").c_str()) != 0)
             return finish(HelperOutcome::failed, fmt::format("{}: rename: {}", base.string(), std::strerror(errno)));
+        // The renamed file first, then the directory (see write_pointer).
+        if (auto synced = fsync_path(base / "current"); !synced) return finish(HelperOutcome::failed, synced.problem().message);
         if (auto synced = fsync_path(base); !synced) return finish(HelperOutcome::failed, synced.problem().message);
     }
 

@@ -1,0 +1,364 @@
+# tests/vm/lib.sh: the virtual-machine acceptance suite's library (issue 10).
+# Sourced by tests/vm/run.sh and the scenario files tests/vm/*.sh. Builds a
+# cached Debian 12 base root, assembles per-run disk images with the project's
+# .deb, boots them under QEMU (OVMF, standalone GRUB on two vfat ESPs) and
+# reads the guest's VWTEST lines from a second serial port.
+# shellcheck shell=bash
+
+VM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VM_CACHE=${VOLWATCH_VM_CACHE:-/var/cache/volwatch-vm}
+VM_BOOT_TIMEOUT=${VOLWATCH_VM_BOOT_TIMEOUT:-600}
+VM_SUITE=bookworm
+# Only what the image and the scenarios need; minbase adds dpkg, apt, coreutils.
+VM_PACKAGES=(systemd-sysv udev linux-image-amd64 initramfs-tools kmod zstd dosfstools
+             util-linux mtools e2fsprogs procps)
+# The modules the VM boots with: its initramfs holds these and nothing else.
+VM_MODULES=(virtio_pci virtio_blk ext4 vfat nls_cp437 nls_ascii nls_utf8 crc32c_generic)
+
+vm_log() { printf 'vm: %s\n' "$*" >&2; }
+vm_die() { printf 'vm: FAIL: %s\n' "$*" >&2; exit 1; }
+vm_skip() { printf '\nvm: SKIPPED: %s\n\n' "$*"; exit 0; }
+
+# The mirror is the machine's own apt configuration, read at run time.
+vm_mirror() {
+    local uri
+    uri=$(awk '/^URIs:/ && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+    if [[ -z $uri ]]; then
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) {print $i; exit}}' \
+            /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+    fi
+    [[ -n $uri ]] || return 1
+    printf '%s\n' "$uri"
+}
+
+# The cache key: this builder's own text plus the package and module lists.
+vm_base_key() {
+    { declare -f vm_build_base vm_mirror; printf '%s\n' "${VM_PACKAGES[@]}" "${VM_MODULES[@]}" "$VM_SUITE"; } |
+        sha256sum | cut -c1-16
+}
+
+# vm_build_base: a debootstrap root with a small initramfs, cached. Prints its path.
+vm_build_base() {
+    local key dir mirror tmp
+    key=$(vm_base_key)
+    dir=$VM_CACHE/$key
+    if [[ -f $dir/done ]]; then printf '%s\n' "$dir"; return 0; fi
+    mirror=$(vm_mirror) || vm_die "no Debian mirror in /etc/apt/sources.list{,.d}"
+    mkdir -p "$VM_CACHE"
+    tmp=$VM_CACHE/$key.tmp
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    local start=$SECONDS
+    vm_log "building the base root in $dir (debootstrap $VM_SUITE minbase)"
+    # The small initramfs configuration goes in before the kernel's
+    # postinst builds the first one: natively, MODULES=list, zstd -1.
+    mkdir -p "$tmp/root/etc/initramfs-tools/conf.d"
+    printf 'MODULES=list\nCOMPRESS=zstd\nCOMPRESSLEVEL=1\n' >"$tmp/root/etc/initramfs-tools/conf.d/volwatch-vm.conf"
+    printf '%s\n' "${VM_MODULES[@]}" >"$tmp/root/etc/initramfs-tools/modules"
+    local include
+    include=$(IFS=,; echo "${VM_PACKAGES[*]}")
+    if ! debootstrap --variant=minbase --include="$include" "$VM_SUITE" "$tmp/root" "$mirror" \
+            >"$tmp/debootstrap.log" 2>&1; then
+        tail -30 "$tmp/debootstrap.log" >&2
+        vm_die "debootstrap failed (log: $tmp/debootstrap.log)"
+    fi
+    # debootstrap's dpkg may have replaced the modules file with the package's.
+    printf '%s\n' "${VM_MODULES[@]}" >"$tmp/root/etc/initramfs-tools/modules"
+    local kver
+    kver=$(ls "$tmp/root/usr/lib/modules")
+    [[ $(wc -w <<<"$kver") -eq 1 ]] || vm_die "expected one kernel in the base root, found: $kver"
+    chroot "$tmp/root" update-initramfs -u -k "$kver" >>"$tmp/debootstrap.log" 2>&1 ||
+        vm_die "update-initramfs in the base root failed (log: $tmp/debootstrap.log)"
+    # Persistent journal, serial login-free: the guest is driven by vwtest.service.
+    mkdir -p "$tmp/root/var/log/journal"
+    printf 'root:x:0:0:root:/root:/bin/bash\n' >/dev/null
+    echo vwvm >"$tmp/root/etc/hostname"
+    rm -rf "$tmp/root/var/cache/apt/archives/"*.deb
+    printf '%s\n' "$kver" >"$tmp/kver"
+    printf '%s\n' "$((SECONDS - start))" >"$tmp/build-seconds"
+    touch "$tmp/done"
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+    vm_log "base root built in $((SECONDS - start)) s"
+    printf '%s\n' "$dir"
+}
+
+# ---------------------------------------------------------------- the image
+# Fixed identities, so the GRUB configs and fstab can name them.
+VM_ROOT_UUID=5d2c8a1e-4b7f-4e21-9c3a-0f1e2d3c4b5a
+VM_ESP_ID=(A1B2C3D4 B1B2C3D4)                 # mkfs.vfat -i
+VM_ESP_UUID=(A1B2-C3D4 B1B2-C3D4)              # as blkid and GRUB spell them
+VM_ESP_OFFSET=$((1024 * 1024))                 # the ESP is partition 1 of each disk, at 1 MiB
+VM_ESP_MB=160
+VM_ROOT_MB=1800
+
+# The volume config of the VM's root: examples/debian/bootcaches.toml with the
+# VM's kernel version and only the caches whose tools the VM has.
+vm_volume_config() {
+    local kver=$1
+    python3 - "$VM_SRC/examples/debian/bootcaches.toml" "$kver" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read().replace("6.1.0-18-amd64", sys.argv[2])
+head, *blocks = re.split(r"(?m)^(?=\[\[cache\]\]|\[helpers\])", text)
+keep = [b for b in blocks if not re.search(r'(?m)^name\s*=\s*"(grub\.cfg|mime|fontconfig)"', b)]
+print(head + "".join(keep), end="")
+PY
+}
+
+# The host config: examples/debian/volwatch.toml plus examples/two-esp/host.toml.
+vm_host_config() {
+    cat "$VM_SRC/examples/debian/volwatch.toml"
+    printf '\n'
+    grep -v '^#' "$VM_SRC/examples/two-esp/host.toml"
+}
+
+# The GRUB script embedded in the standalone BOOTX64.EFI of ESP number $1:
+# examples/two-esp/grub.cfg for this ESP, with the fallback entry used before
+# the first sync, and the generation, slot and ESP on the kernel command line.
+vm_grub_cfg() {
+    local esp=$1 cmdline="root=UUID=$VM_ROOT_UUID ro console=ttyS0,115200 quiet systemd.show_status=0"
+    cat <<CFG
+insmod part_gpt
+insmod fat
+set timeout=0
+search --no-floppy --fs-uuid --set=root ${VM_ESP_UUID[esp]}
+if [ -f (\$root)/volwatch/current ]; then
+    source (\$root)/volwatch/current
+elif [ -f (\$root)/volwatch/current.new ]; then
+    source (\$root)/volwatch/current.new
+fi
+if [ -n "\$slot" ]; then set default=0; else set default=1; fi
+set fallback=1
+menuentry "Debian (volwatch generation \$generation)" {
+    linux  /volwatch/slot-\$slot/vmlinuz $cmdline volwatch.generation=\$generation volwatch.slot=\$slot volwatch.esp=${VM_ESP_UUID[esp]}
+    initrd /volwatch/slot-\$slot/initrd.img
+}
+menuentry "Debian (fallback, before the first sync)" {
+    linux  /fallback/vmlinuz $cmdline volwatch.generation=none volwatch.slot=none volwatch.esp=${VM_ESP_UUID[esp]}
+    initrd /fallback/initrd.img
+}
+CFG
+}
+
+# The guest side: vwtest.service runs this at every boot. It unpacks the
+# config disk (a tar: guest functions and this boot's step) and runs the step.
+vm_guest_runner() {
+    cat <<'RUN'
+#!/bin/bash
+# Written by tests/vm/lib.sh: runs this boot's step from the config disk.
+exec 3>/dev/ttyS1
+stty -F /dev/ttyS1 raw -echo 115200 2>/dev/null || true
+rm -rf /run/vwtest && mkdir -p /run/vwtest
+if ! tar -xf /dev/disk/by-id/virtio-vwcfg -C /run/vwtest; then
+    echo "VWTEST error no-config-disk" >&3; systemctl poweroff --no-block; exit 1
+fi
+cd /run/vwtest || exit 1
+source ./guest.sh
+echo "VWTEST boot-cmdline $(cat /proc/cmdline)" >&3
+source ./step.sh
+RUN
+}
+
+vm_guest_unit() {
+    cat <<'UNIT'
+[Unit]
+Description=volwatch VM acceptance test step
+After=multi-user.target vwatch.service volwatch-rebootgate.service
+[Service]
+Type=oneshot
+ExecStart=/usr/local/lib/vwtest/run
+TimeoutStartSec=infinity
+StandardOutput=journal+console
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
+
+# Functions the guest's steps call (shipped as text with declare -f).
+vw_report() { echo "VWTEST $*" >&3; }
+vw_log_dump() {   # the guest's own log lines, for a failing scenario
+    journalctl -b "${1:-0}" --no-pager -o short-monotonic -u vwatch -u volwatch-rebootgate -t vrebuild \
+        -t vwatch -t vrebootgate 2>&1 | tail -n 80 | sed 's/^/VWLOG /' >&3
+}
+vw_pointer() {    # vw_pointer /boot/efi -> generation slot of the live pointer
+    local g s
+    g=$(sed -n 's/^generation=//p' "$1/volwatch/current" 2>/dev/null)
+    s=$(sed -n 's/^slot=//p' "$1/volwatch/current" 2>/dev/null)
+    echo "${g:-none} ${s:-none}"
+}
+vw_cmdline() { tr ' ' '\n' </proc/cmdline | sed -n "s/^volwatch\.$1=//p"; }
+vw_done() { vw_log_dump; echo "VWTEST done" >&3; sync; systemctl poweroff --no-block; exit 0; }
+
+# vm_assemble OUTDIR: the golden disks of this run (disk1.img, disk2.img).
+vm_assemble() {
+    local out=$1 deb=$2 base kver root
+    base=$(vm_build_base) || return 1
+    kver=$(cat "$base/kver")
+    local start=$SECONDS
+    mkdir -p "$out"
+    root=$out/root
+    rm -rf "$root"
+    cp -a "$base/root" "$root"
+    cp "$deb" "$root/tmp/volwatch.deb"
+    chroot "$root" dpkg -i /tmp/volwatch.deb >"$out/assemble.log" 2>&1 || { cat "$out/assemble.log" >&2; vm_die "dpkg -i volwatch.deb failed"; }
+    rm "$root/tmp/volwatch.deb"
+    mkdir -p "$root/etc/volwatch" "$root/boot/efi" "$root/boot/efi2" "$root/usr/local/lib/vwtest"
+    vm_host_config >"$root/etc/volwatch/volwatch.toml"
+    vm_volume_config "$kver" >"$root/etc/volwatch/bootcaches.toml"
+    cat >"$root/etc/fstab" <<FSTAB
+UUID=$VM_ROOT_UUID / ext4 errors=remount-ro 0 1
+UUID=${VM_ESP_UUID[0]} /boot/efi vfat umask=0077 0 2
+UUID=${VM_ESP_UUID[1]} /boot/efi2 vfat umask=0077 0 2
+FSTAB
+    vm_guest_runner >"$root/usr/local/lib/vwtest/run"
+    chmod 755 "$root/usr/local/lib/vwtest/run"
+    vm_guest_unit >"$root/etc/systemd/system/vwtest.service"
+    echo 'root::0:0:root:/root:/bin/bash' >/dev/null
+    # Enabled the way the README tells a user to.
+    chroot "$root" systemctl enable vwatch.service volwatch-rebootgate.service >>"$out/assemble.log" 2>&1
+    chroot "$root" systemctl enable vwtest.service >>"$out/assemble.log" 2>&1
+    chroot "$root" systemctl mask getty@tty1.service serial-getty@ttyS0.service >>"$out/assemble.log" 2>&1 || true
+    # Disk 1: ESP + root; disk 2: ESP.
+    local i img esp
+    for i in 0 1; do
+        img=$out/disk$((i + 1)).img
+        rm -f "$img"
+        if [[ $i == 0 ]]; then truncate -s $((VM_ESP_MB + VM_ROOT_MB + 4))M "$img"; else truncate -s $((VM_ESP_MB + 4))M "$img"; fi
+        {
+            echo "label: gpt"
+            echo "start=2048, size=$((VM_ESP_MB * 2048)), type=U, name=ESP$((i + 1))"
+            if [[ $i == 0 ]]; then echo "start=$(( (VM_ESP_MB + 1) * 2048 )), size=$((VM_ROOT_MB * 2048)), type=L, name=root"; fi
+        } | sfdisk -q "$img" >>"$out/assemble.log" 2>&1 || vm_die "sfdisk $img failed"
+        esp=$out/esp$((i + 1)).fat
+        rm -f "$esp"
+        mkfs.vfat -F 32 -s 1 -S 512 -i "${VM_ESP_ID[i]}" -n "ESP$((i + 1))" -C "$esp" $((VM_ESP_MB * 1024)) >>"$out/assemble.log" 2>&1 ||
+            vm_die "mkfs.vfat failed"
+        vm_grub_cfg "$i" >"$out/grub$((i + 1)).cfg"
+        grub-mkstandalone -O x86_64-efi --modules="part_gpt fat search search_fs_uuid linux normal configfile test echo" \
+            --locales= --themes= --fonts= -o "$out/BOOTX64.EFI" "boot/grub/grub.cfg=$out/grub$((i + 1)).cfg" ||
+            vm_die "grub-mkstandalone failed"
+        mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/fallback
+        mcopy -i "$esp" "$out/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+        mcopy -i "$esp" "$root/boot/vmlinuz-$kver" ::/fallback/vmlinuz
+        mcopy -i "$esp" "$root/boot/initrd.img-$kver" ::/fallback/initrd.img
+        dd if="$esp" of="$img" bs=1M seek=1 conv=notrunc,sparse status=none
+        rm -f "$esp" "$out/BOOTX64.EFI"
+    done
+    local rootimg=$out/root.ext4
+    rm -f "$rootimg"
+    mkfs.ext4 -q -F -U "$VM_ROOT_UUID" -L root -d "$root" "$rootimg" "${VM_ROOT_MB}M" >>"$out/assemble.log" 2>&1 ||
+        vm_die "mkfs.ext4 -d failed"
+    dd if="$rootimg" of="$out/disk1.img" bs=1M seek=$((VM_ESP_MB + 1)) conv=notrunc,sparse status=none
+    rm -rf "$rootimg" "$root"
+    echo "$kver" >"$out/kver"
+    vm_log "image assembled in $((SECONDS - start)) s (kernel $kver)"
+}
+
+# ---------------------------------------------------------------- booting
+vm_accel() { if [[ -r /dev/kvm && -w /dev/kvm ]]; then echo kvm; else echo tcg; fi; }
+
+# vm_boot RUNDIR STEPFILE [BOOTDISK] [TIMEOUT]: one boot, running STEPFILE in
+# the guest; returns when QEMU exits. BOOTDISK 1 or 2 picks the ESP the
+# firmware boots from. Output: RUNDIR/boot-N/{console,results}.log; the
+# variable VM_LAST names that directory. With VM_BACKGROUND=1 QEMU is left
+# running and VM_QEMU_PID names it.
+VM_BOOTS=0
+VM_FILES=()   # more files for the guest, in its /run/vwtest
+vm_boot() {
+    local run=$1 step=$2 bootdisk=${3:-1} timeout=${4:-$VM_BOOT_TIMEOUT}
+    VM_BOOTS=$((VM_BOOTS + 1))
+    VM_LAST=$run/boot-$VM_BOOTS
+    mkdir -p "$VM_LAST/cfg"
+    declare -f vw_report vw_log_dump vw_pointer vw_cmdline vw_done >"$VM_LAST/cfg/guest.sh"
+    cp "$step" "$VM_LAST/cfg/step.sh"
+    local extra
+    for extra in "${VM_FILES[@]}"; do cp "$extra" "$VM_LAST/cfg/"; done
+    tar -cf "$VM_LAST/cfg.tar" -C "$VM_LAST/cfg" .
+    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$VM_LAST/vars.fd"
+    local b1=1 b2=2
+    if [[ $bootdisk == 2 ]]; then b1=2 b2=1; fi
+    VM_QEMU=(timeout --signal=KILL "$timeout" qemu-system-x86_64 -machine q35 -accel "$(vm_accel)" -m 1024 -smp 2
+        -display none -monitor none -no-reboot
+        -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
+        -drive "if=pflash,format=raw,file=$VM_LAST/vars.fd"
+        -drive "if=none,id=d1,format=raw,cache=directsync,file=$run/disk1.img" -device "virtio-blk-pci,drive=d1,bootindex=$b1"
+        -drive "if=none,id=d2,format=raw,cache=directsync,file=$run/disk2.img" -device "virtio-blk-pci,drive=d2,bootindex=$b2"
+        -drive "if=none,id=cfg,format=raw,readonly=on,file=$VM_LAST/cfg.tar" -device virtio-blk-pci,drive=cfg,serial=vwcfg
+        -serial "file:$VM_LAST/console.log" -serial "file:$VM_LAST/results.log")
+    local start=$SECONDS
+    if [[ ${VM_BACKGROUND:-0} == 1 ]]; then
+        "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 &
+        VM_QEMU_PID=$!
+        return 0
+    fi
+    local rc=0
+    "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 || rc=$?
+    echo "$((SECONDS - start))" >"$VM_LAST/seconds"
+    vm_log "boot $VM_BOOTS ($(basename "$step"), disk $bootdisk): $((SECONDS - start)) s, qemu exit $rc"
+    if [[ $rc == 137 ]]; then vm_fail "boot $VM_BOOTS timed out after $timeout s"; fi
+    [[ $rc == 0 ]] || vm_fail "qemu exited with $rc"
+    grep -q '^VWTEST done' <(tr -d '\r' <"$VM_LAST/results.log") || vm_fail "the guest did not finish its step"
+}
+
+# vm_result KEY [BOOTDIR]: the value of the last "VWTEST KEY value" line.
+vm_result() {
+    tr -d '\r' <"${2:-$VM_LAST}/results.log" | sed -n "s/^VWTEST $1 //p" | tail -n 1
+}
+
+# A failing scenario shows the guest's own log lines and the console's tail.
+vm_fail() {
+    printf 'vm: FAIL: %s\n' "$*" >&2
+    if [[ -n ${VM_LAST:-} ]]; then
+        printf -- '--- guest log (%s) ---\n' "$VM_LAST" >&2
+        tr -d '\r' <"$VM_LAST/results.log" 2>/dev/null | grep -v '^VWTEST done' >&2 || true
+        printf -- '--- serial console, last 40 lines ---\n' >&2
+        tr -d '\r' <"$VM_LAST/console.log" 2>/dev/null | tail -n 40 >&2 || true
+    fi
+    exit 1
+}
+
+# vm_expect WHAT ACTUAL EXPECTED
+vm_expect() {
+    if [[ $2 == "$3" ]]; then vm_log "ok: $1 ($2)"; else vm_fail "$1: got '$2', expected '$3'"; fi
+}
+
+# Reading an ESP from the host (QEMU stopped): vm_esp_pointer RUNDIR N
+vm_esp_cat() { mtype -i "$1/disk$2.img@@$VM_ESP_OFFSET" "::$3" 2>/dev/null | tr -d '\r'; }
+vm_esp_generation() { vm_esp_cat "$1" "$2" /volwatch/current | sed -n 's/^generation=//p'; }
+
+# vm_new_run NAME: a fresh copy of the golden disks for one scenario.
+vm_new_run() {
+    local run=$VM_WORK/$1
+    rm -rf "$run"
+    mkdir -p "$run"
+    cp --sparse=always "$VM_WORK/golden/disk1.img" "$VM_WORK/golden/disk2.img" "$run/"
+    VM_BOOTS=0
+    VM_RUN=$run
+}
+
+# The step that syncs both ESPs on a fresh image (boot-sync's first boot).
+VM_SYNC_STEP='rc=0; vrebuild / >/run/vrebuild.out 2>&1 || rc=$?
+sed "s/^/VWLOG vrebuild: /" /run/vrebuild.out >&3
+vw_report vrebuild-exit "$rc"
+vw_report esp1 "$(vw_pointer /boot/efi)"
+vw_report esp2 "$(vw_pointer /boot/efi2)"
+vw_done'
+
+# vm_new_synced_run NAME: like vm_new_run, from disks whose ESPs were synced
+# by vrebuild in the guest: boot-sync's end state when it passed, else one
+# boot of our own.
+vm_new_synced_run() {
+    if [[ -f $VM_WORK/boot-sync/passed ]]; then
+        local run=$VM_WORK/$1
+        rm -rf "$run"
+        mkdir -p "$run"
+        cp --sparse=always "$VM_WORK/boot-sync/disk1.img" "$VM_WORK/boot-sync/disk2.img" "$run/"
+        VM_BOOTS=0
+        VM_RUN=$run
+        return 0
+    fi
+    vm_new_run "$1"
+    printf '%s\n' "$VM_SYNC_STEP" >"$VM_RUN/sync.sh"
+    vm_boot "$VM_RUN" "$VM_RUN/sync.sh" 1 900
+    vm_expect "initial vrebuild / in the guest" "$(vm_result vrebuild-exit)" 0
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The virtual-machine acceptance suite (issue 10): scripts/test.sh --vm runs it
+# after a normal build. Usage: tests/vm/run.sh DEB [SCENARIO...]
+# Scenarios (default: all, in this order): boot-sync shutdown package unmount power-loss
+# Environment: VOLWATCH_VM_CUTS (power cuts, default 2), VOLWATCH_VM_SEED,
+# VOLWATCH_VM_CACHE (base root cache, default /var/cache/volwatch-vm),
+# VOLWATCH_VM_WORK (disk images, default a temporary directory),
+# VOLWATCH_VM_BOOT_TIMEOUT (seconds per boot, default 600).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+
+deb=${1:?usage: tests/vm/run.sh DEB [SCENARIO...]}
+shift
+scenarios=("$@")
+[[ ${#scenarios[@]} -gt 0 ]] || scenarios=(boot-sync shutdown package unmount power-loss)
+
+# Skip, loudly, where the machine cannot run a VM; never pass without booting.
+[[ $(id -u) == 0 ]] || vm_skip "the VM suite needs root (debootstrap, chroot)"
+for tool in qemu-system-x86_64 debootstrap grub-mkstandalone mkfs.vfat mcopy mtype sfdisk mkfs.ext4 dpkg-deb python3; do
+    command -v "$tool" >/dev/null || vm_skip "$tool not found (scripts/deps.sh vm installs it)"
+done
+for file in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_VARS_4M.fd /usr/lib/grub/x86_64-efi/linux.mod; do
+    [[ -e $file ]] || vm_skip "$file not found (scripts/deps.sh vm installs it)"
+done
+vm_mirror >/dev/null || vm_skip "no Debian mirror in the apt configuration for debootstrap"
+
+VM_WORK=${VOLWATCH_VM_WORK:-$(mktemp -d /var/tmp/volwatch-vm.XXXXXX)}
+export VM_WORK
+vm_log "work directory $VM_WORK, accelerator $(vm_accel)"
+suite_start=$SECONDS
+vm_assemble "$VM_WORK/golden" "$deb"
+
+failed=()
+for scenario in "${scenarios[@]}"; do
+    [[ -f $here/$scenario.sh ]] || vm_die "no scenario $scenario"
+    vm_log "=== scenario $scenario"
+    start=$SECONDS
+    if bash "$here/$scenario.sh"; then
+        vm_log "=== scenario $scenario passed in $((SECONDS - start)) s"
+    else
+        vm_log "=== scenario $scenario FAILED after $((SECONDS - start)) s"
+        failed+=("$scenario")
+    fi
+done
+vm_log "suite: $((SECONDS - suite_start)) s"
+if [[ ${#failed[@]} -gt 0 ]]; then
+    vm_log "failed scenarios: ${failed[*]} (disk images and logs kept in $VM_WORK)"
+    exit 1
+fi
+[[ -n ${VOLWATCH_VM_WORK:-} ]] || rm -rf "$VM_WORK"
