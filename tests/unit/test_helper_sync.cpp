@@ -271,9 +271,9 @@ std::vector<HeldBackFile> initrd_held() { return {HeldBackFile{"boot/initrd.img"
 TEST(HeldBackFiles, FollowProductsAndDeclaredDependencies) {
     VolumeConfig config;
     config.helper_files = {"boot/vmlinuz", "./boot/initrd.img", "lib/modules/6.1/modules.dep", "boot/grub/grub.cfg"};
-    config.caches = {CacheSpec{"initramfs", {"usr/lib/modules"}, "boot/initrd.img", Depth::deep, "r", 1},
-                     CacheSpec{"depmod", {"lib/modules"}, "lib/modules/", Depth::deep, "r", 2},
-                     CacheSpec{"grub", {"etc/grub.d"}, "boot/grub/grub.cfg", Depth::shallow, "r", 3}};
+    config.caches = {CacheSpec{"initramfs", {"usr/lib/modules"}, "boot/initrd.img", {}, Depth::deep, "r", 1},
+                     CacheSpec{"depmod", {"lib/modules"}, "lib/modules/", {}, Depth::deep, "r", 2},
+                     CacheSpec{"grub", {"etc/grub.d"}, "boot/grub/grub.cfg", {}, Depth::shallow, "r", 3}};
     config.helper_depends = {{"boot/vmlinuz", {"initramfs"}}};
     EXPECT_TRUE(held_back_files(config, {}).empty());
     EXPECT_TRUE(held_back_files(config, {{"ldconfig", "failed"}}).empty());

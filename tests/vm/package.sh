@@ -109,10 +109,6 @@ vm_expect "the booted initramfs carries the package's marker" "$(vm_result marke
 
 if [[ $launches != 1 ]]; then
     VM_LAST=$install_boot
-    if [[ ${VOLWATCH_VM_ISSUE12_FIXED:-0} == 1 ]]; then vm_fail "exactly one rebuild per transaction: vwatch started $launches"; fi
-    vm_log "EXPECTED FAILURE (issue 12): exactly one rebuild per transaction: vwatch started $launches;" \
-        "ldconfig's and depmod's own writes into their sources leave the caches stale." \
-        "Set VOLWATCH_VM_ISSUE12_FIXED=1 to make this an error once issue 12 is fixed."
-else
-    vm_log "ok: exactly one rebuild for the transaction"
+    vm_fail "exactly one rebuild per transaction: vwatch started $launches"
 fi
+vm_log "ok: exactly one rebuild for the transaction"
