@@ -356,6 +356,9 @@ TEST_F(DeclaredOutputs, DescribeChangeNamesTheNewestEntry) {
     auto record = begin_build_record(fd.get(), cache, host);
     ASSERT_TRUE(record.ok());
     write_file(root() / "modules/6.1/kernel/b.ko", "b");
+    // File times come from the kernel's coarse clock: a write in the same tick
+    // as the fixture's files would tie with them, so date this one ahead.
+    volwatch::testing::set_mtime_ns(root() / "modules/6.1/kernel/b.ko", volwatch::testing::now_ns() + second);
     auto now = scan_sources(fd.get(), cache);
     ASSERT_TRUE(now.ok());
     EXPECT_EQ(describe_change(*now, *record).rfind("modules/6.1/kernel/b.ko is ", 0), 0u) << describe_change(*now, *record);
