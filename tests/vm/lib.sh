@@ -326,12 +326,13 @@ vm_expect() {
 vm_esp_cat() { mtype -i "$1/disk$2.img@@$VM_ESP_OFFSET" "::$3" 2>/dev/null | tr -d '\r'; }
 vm_esp_generation() { vm_esp_cat "$1" "$2" /volwatch/current | sed -n 's/^generation=//p'; }
 
-# vm_new_run NAME: a fresh copy of the golden disks for one scenario.
+# vm_new_run NAME [FROM]: a fresh copy of the disks of $VM_WORK/FROM (default
+# golden, the assembled image) for one scenario.
 vm_new_run() {
-    local run=$VM_WORK/$1
+    local run=$VM_WORK/$1 from=$VM_WORK/${2:-golden}
     rm -rf "$run"
     mkdir -p "$run"
-    cp --sparse=always "$VM_WORK/golden/disk1.img" "$VM_WORK/golden/disk2.img" "$run/"
+    cp --sparse=always "$from/disk1.img" "$from/disk2.img" "$run/"
     VM_BOOTS=0
     VM_RUN=$run
 }
@@ -349,12 +350,7 @@ vw_done'
 # boot of our own.
 vm_new_synced_run() {
     if [[ -f $VM_WORK/boot-sync/passed ]]; then
-        local run=$VM_WORK/$1
-        rm -rf "$run"
-        mkdir -p "$run"
-        cp --sparse=always "$VM_WORK/boot-sync/disk1.img" "$VM_WORK/boot-sync/disk2.img" "$run/"
-        VM_BOOTS=0
-        VM_RUN=$run
+        vm_new_run "$1" boot-sync
         return 0
     fi
     vm_new_run "$1"
