@@ -51,8 +51,10 @@ EOF
             section=${zone##*.}
             victim=$(ps -o ppid= -p "$section" | tr -d ' ')
             echo "$section" >>"$T/killed"
-            pkill -KILL -P "$section" || true
-            kill -KILL "$section" $victim 2>/dev/null || true
+            # The section dies first, in the same kill as its sleep: killed
+            # the other way round, a section on a loaded machine can wake
+            # from its sleep and run to its exit before its own signal lands.
+            kill -KILL "$section" $(pgrep -P "$section") $victim 2>/dev/null || true
             rm -f "$zone"
             owner_kills=$((owner_kills + 1)) kills=$((kills + 1))
         done
