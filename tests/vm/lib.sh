@@ -10,8 +10,9 @@ VM_CACHE=${VOLWATCH_VM_CACHE:-/var/cache/volwatch-vm}
 VM_BOOT_TIMEOUT=${VOLWATCH_VM_BOOT_TIMEOUT:-600}
 VM_SUITE=bookworm
 # Only what the image and the scenarios need; minbase adds dpkg, apt, coreutils.
+# systemd-boot brings systemd-bless-boot, which marks a counted entry good.
 VM_PACKAGES=(systemd-sysv udev linux-image-amd64 initramfs-tools kmod zstd dosfstools
-             util-linux mtools e2fsprogs procps)
+             util-linux mtools e2fsprogs procps systemd-boot)
 # The modules the VM boots with: its initramfs holds these and nothing else.
 VM_MODULES=(virtio_pci virtio_blk ext4 vfat nls_cp437 nls_ascii nls_utf8 crc32c_generic)
 
@@ -261,7 +262,8 @@ vm_accel() { if [[ -r /dev/kvm && -w /dev/kvm ]]; then echo kvm; else echo tcg; 
 # the guest; returns when QEMU exits. BOOTDISK 1 or 2 picks the ESP the
 # firmware boots from. Output: RUNDIR/boot-N/{console,results}.log; the
 # variable VM_LAST names that directory. With VM_BACKGROUND=1 QEMU is left
-# running and VM_QEMU_PID names it.
+# running and VM_QEMU_PID names it. With VM_REBOOT=1 a reboot of the guest
+# (a kernel panic with panic=N) restarts the firmware instead of ending QEMU.
 VM_BOOTS=0
 VM_FILES=()   # more files for the guest, in its /run/vwtest
 vm_boot() {
@@ -278,13 +280,14 @@ vm_boot() {
     local b1=1 b2=2
     if [[ $bootdisk == 2 ]]; then b1=2 b2=1; fi
     VM_QEMU=(timeout --signal=KILL "$timeout" qemu-system-x86_64 -machine q35 -accel "$(vm_accel)" -m 1024 -smp 2
-        -display none -monitor none -no-reboot
+        -display none -monitor none
         -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
         -drive "if=pflash,format=raw,file=$VM_LAST/vars.fd"
         -drive "if=none,id=d1,format=raw,cache=directsync,file=$run/disk1.img" -device "virtio-blk-pci,drive=d1,bootindex=$b1"
         -drive "if=none,id=d2,format=raw,cache=directsync,file=$run/disk2.img" -device "virtio-blk-pci,drive=d2,bootindex=$b2"
         -drive "if=none,id=cfg,format=raw,readonly=on,file=$VM_LAST/cfg.tar" -device virtio-blk-pci,drive=cfg,serial=vwcfg
         -serial "file:$VM_LAST/console.log" -serial "file:$VM_LAST/results.log")
+    [[ ${VM_REBOOT:-0} == 1 ]] || VM_QEMU+=(-no-reboot)
     local start=$SECONDS
     if [[ ${VM_BACKGROUND:-0} == 1 ]]; then
         "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 &
@@ -358,3 +361,50 @@ vm_new_synced_run() {
     vm_boot "$VM_RUN" "$VM_RUN/sync.sh" 1 900
     vm_expect "initial vrebuild / in the guest" "$(vm_result vrebuild-exit)" 0
 }
+
+# vm_install_sdboot RUNDIR N: systemd-boot replaces GRUB as the boot loader of
+# ESP N (from the host, QEMU stopped): EFI/BOOT/BOOTX64.EFI and a
+# loader.conf that boots the default entry at once. The entries are
+# volwatch's to write.
+vm_install_sdboot() {
+    local img="$1/disk$2.img@@$VM_ESP_OFFSET" conf
+    conf=$(mktemp)
+    printf 'timeout 0\neditor no\nconsole-mode keep\n' >"$conf"
+    mcopy -o -i "$img" /usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOOTX64.EFI || vm_die "mcopy systemd-boot failed"
+    mmd -i "$img" ::/loader 2>/dev/null || true
+    mcopy -o -i "$img" "$conf" ::/loader/loader.conf || vm_die "mcopy loader.conf failed"
+    rm -f "$conf"
+}
+
+# vm_esp_entries RUNDIR N: the entry files of ESP N, one per line, sorted.
+vm_esp_entries() {
+    mdir -b -i "$1/disk$2.img@@$VM_ESP_OFFSET" ::/loader/entries 2>/dev/null | sed 's|.*/||' | grep '\.conf$' | sort
+}
+
+# vm_cut_boot STEP DISK WINDOW LABEL: the power cord. Boots DISK running STEP,
+# whose guest loop reports "VWTEST sync-start N" and "VWTEST sync-end N RC";
+# once the first sync has started, kills QEMU with SIGKILL at a random instant
+# (RANDOM, seeded by the caller) within WINDOW seconds. Sets `landed` to 1
+# when the guest's last line was a sync start (the cut fell mid-sync).
+vm_cut_boot() {
+    local step=$1 disk=$2 window=$3 label=$4 delay
+    delay=$((RANDOM % (window * 10)))
+    VM_BACKGROUND=1 vm_boot "$VM_RUN" "$step" "$disk" 900
+    local start=$SECONDS
+    while ! { [[ -f $VM_LAST/results.log ]] && tr -d '\r' <"$VM_LAST/results.log" | grep -q '^VWTEST sync-start 1$'; }; do
+        kill -0 "$VM_QEMU_PID" 2>/dev/null || vm_fail "the guest stopped before its sync loop"
+        (( SECONDS - start < VM_BOOT_TIMEOUT + 600 )) || { kill -9 "$VM_QEMU_PID"; vm_fail "the sync loop never started"; }
+        sleep 0.5
+    done
+    sleep "$((delay / 10)).$((delay % 10))"
+    pkill -KILL -P "$VM_QEMU_PID" qemu-system-x86 || true   # QEMU, under timeout(1)
+    kill -KILL "$VM_QEMU_PID" 2>/dev/null || true
+    wait "$VM_QEMU_PID" 2>/dev/null || true
+    echo "$((SECONDS - start))" >"$VM_LAST/seconds"
+    local last
+    last=$(tr -d '\r' <"$VM_LAST/results.log" | grep '^VWTEST sync-' | tail -n 1)
+    landed=0
+    [[ $last == "VWTEST sync-start"* ]] && landed=1
+    vm_log "$label: killed QEMU $((delay / 10)).$((delay % 10)) s after the first sync began; last line '$last'"
+}
+

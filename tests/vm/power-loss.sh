@@ -56,29 +56,6 @@ vw_done
 STEP
 touch "$VM_RUN/then-loop"
 
-# A boot's cut: start the sync loop, wait for its first sync, kill QEMU at a
-# random instant of the window. Sets landed (1 when the last line is a start).
-cut_boot() {
-    local step=$1 disk=$2 delay=$((RANDOM % (window * 10)))
-    VM_BACKGROUND=1 vm_boot "$VM_RUN" "$step" "$disk" 900
-    local start=$SECONDS
-    while ! { [[ -f $VM_LAST/results.log ]] && tr -d '\r' <"$VM_LAST/results.log" | grep -q '^VWTEST sync-start 1$'; }; do
-        kill -0 "$VM_QEMU_PID" 2>/dev/null || vm_fail "the guest stopped before its sync loop"
-        (( SECONDS - start < VM_BOOT_TIMEOUT + 600 )) || { kill -9 "$VM_QEMU_PID"; vm_fail "the sync loop never started"; }
-        sleep 0.5
-    done
-    sleep "$((delay / 10)).$((delay % 10))"
-    pkill -KILL -P "$VM_QEMU_PID" qemu-system-x86 || true   # QEMU, under timeout(1)
-    kill -KILL "$VM_QEMU_PID" 2>/dev/null || true
-    wait "$VM_QEMU_PID" 2>/dev/null || true
-    echo "$((SECONDS - start))" >"$VM_LAST/seconds"
-    local last
-    last=$(tr -d '\r' <"$VM_LAST/results.log" | grep '^VWTEST sync-' | tail -n 1)
-    landed=0
-    [[ $last == "VWTEST sync-start"* ]] && landed=1
-    vm_log "cut $cut: killed QEMU $((delay / 10)).$((delay % 10)) s after the first sync began; last line '$last'"
-}
-
 # ESP state from the host: half-written spare slots (files without a manifest).
 esp_state() {
     local disk=$1 slot state=""
@@ -115,7 +92,7 @@ printf 'source /run/vwtest/syncloop.sh\n' >"$VM_RUN/start.sh"
 VM_FILES=("$VM_RUN/syncloop.sh")
 cut=1
 cycle_start=$SECONDS
-cut_boot "$VM_RUN/start.sh" 1
+vm_cut_boot "$VM_RUN/start.sh" 1 "$window" "cut $cut"
 while :; do
     mid=$((mid + landed))
     s1=$(esp_state 1) s2=$(esp_state 2)
@@ -134,7 +111,7 @@ while :; do
     # Disk 2 proves itself, repairs, and runs the next cut's loop.
     VM_FILES=("$VM_RUN/syncloop.sh" "$VM_RUN/then-loop")
     cut=$((cut + 1))
-    cut_boot "$VM_RUN/repair.sh" 2
+    vm_cut_boot "$VM_RUN/repair.sh" 2 "$window" "cut $cut"
     assert_boot "cut $((cut - 1))" 2 "$VM_LAST"
     assert_repair "cut $((cut - 1))" "$VM_LAST"
     vm_log "cycle $((cut - 1)): $((SECONDS - cycle_start)) s"
