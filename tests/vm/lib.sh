@@ -408,3 +408,17 @@ vm_cut_boot() {
     vm_log "$label: killed QEMU $((delay / 10)).$((delay % 10)) s after the first sync began; last line '$last'"
 }
 
+
+# vm_esp_check_entries RUNDIR N ID: the oracle (tests/cli/helper_check.py
+# --entries) on a copy of ESP N's volwatch/ and loader/ made with mtools:
+# every entry of ID names a slot sealed with its generation, and the default
+# entry names the live set.
+vm_esp_check_entries() {
+    local dir out rc=0
+    dir=$(mktemp -d)
+    mcopy -s -n -i "$1/disk$2.img@@$VM_ESP_OFFSET" ::/volwatch ::/loader "$dir/" 2>/dev/null || true
+    out=$(python3 "$VM_SRC/tests/cli/helper_check.py" --entries "$3" "$dir") || rc=$?
+    vm_log "entries oracle on ESP $2: $out"
+    rm -rf "$dir"
+    return "$rc"
+}
