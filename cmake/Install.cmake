@@ -8,6 +8,7 @@
 #   share/zsh/vendor-completions/            share/fish/vendor_completions.d/
 #   lib/systemd/system/*.service             (VOLWATCH_SYSTEMD_UNIT_DIR)
 #   share/doc/volwatch/{README.md,copyright,schema/,contrib/,examples/}
+#   /etc/grub.d/42_volwatch                  (VOLWATCH_GRUB_DROPIN_DIR, absolute)
 # docs/packaging.md explains the choices.
 include_guard(GLOBAL)
 

@@ -6,10 +6,10 @@
 #
 # What the package deliberately does not do: it has no maintainer scripts, so
 # installing it enables and starts nothing (the units wait for `systemctl
-# enable --now`), creates no user, group or directory, and ships nothing in
-# /etc (no conffiles: volwatch runs on its built-in defaults until the
-# administrator writes /etc/volwatch/volwatch.toml, for which
-# share/doc/volwatch/examples has models).
+# enable --now`), creates no user, group or directory, and ships in /etc only
+# the GRUB drop-in, a conffile (no host config: volwatch runs on its built-in
+# defaults until the administrator writes /etc/volwatch/volwatch.toml, for
+# which share/doc/volwatch/examples has models).
 include_guard(GLOBAL)
 
 set(CPACK_PACKAGE_NAME volwatch)
