@@ -218,6 +218,10 @@ DEFAULTS
         [ -z "$output" ]
         [ "$stderr" = "42_volwatch: $message" ]
     }
+    run --separate-stderr "$DROPIN" --help
+    [ "$status" -eq 0 ]
+    [[ "${lines[0]}" == "42_volwatch: GRUB menu entries that boot the kernel and initramfs volwatch" ]]
+    [[ "$output" == *"42_volwatch --standalone TARGET [--output FILE]"* ]]
     check 64 "unknown argument '--bogus' (see volwatch-grub(8))" --bogus
     check 64 "--standalone needs a value" --standalone
     check 64 "--output and --fallback-* need --standalone" --output "$T/x.cfg"
