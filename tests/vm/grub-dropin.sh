@@ -49,7 +49,9 @@ vm_boot "$VM_RUN" "$VM_RUN/dropin.sh"
 vm_expect "vrebuild --helpers-only --force / exit status" "$(vm_result vrebuild-exit)" 0
 before=$(vm_result before)
 after=$(vm_result after)
-vm_expect "the forced sync made a new generation" "${after% *}" "$(( ${before% *} + 1 ))"
+# (vrebuild --helpers-only --force may sync more than once: any newer one.)
+(( ${after% *} > ${before% *} )) || vm_fail "the forced sync made no new generation: $before, then $after"
+vm_log "ok: the forced sync moved ESP 1 from generation ${before% *} to ${after% *}"
 vm_expect "/etc/grub.d/42_volwatch exit status" "$(vm_result dropin-exit)" 0
 vm_expect "grub-script-check on its output" "$(vm_result script-check)" 0
 vm_expect "one entry per mounted ESP" "$(vm_result targets)" "/boot/efi /boot/efi2 "
