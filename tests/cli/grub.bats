@@ -88,6 +88,8 @@ BODY
 
 @test "drop-in: an entry per mounted target, found by file-system UUID; a bare directory is skipped with a note" {
     export GRUB_DEVICE=/dev/sda2 GRUB_DEVICE_UUID=5d2c8a1e-4b7f
+    # A target that two tables name gets one entry.
+    printf '[[helpers]]\nvolume = "/"\ntargets = ["%s"]\n' "$T/esp1" >>"$T/host.toml"
     run --separate-stderr "$DROPIN"
     [ "$status" -eq 0 ]
     [ "$stderr" = "42_volwatch: $T/esp2: not a mounted file system (skipped)" ]
