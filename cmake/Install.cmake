@@ -8,14 +8,15 @@
 #   share/zsh/vendor-completions/            share/fish/vendor_completions.d/
 #   lib/systemd/system/*.service             (VOLWATCH_SYSTEMD_UNIT_DIR)
 #   share/doc/volwatch/{README.md,copyright,schema/,contrib/,examples/}
+#   /etc/grub.d/42_volwatch                  (VOLWATCH_GRUB_DROPIN_DIR, absolute)
 # docs/packaging.md explains the choices.
 include_guard(GLOBAL)
 
 set(VOLWATCH_SYSTEMD_UNIT_DIR "lib/systemd/system" CACHE STRING
     "Where the systemd units go: relative to the install prefix, absolute, or empty for none")
 
-# volwatch_install_with_paths(DESTINATION DIR FILES F...)
-# Installs each file (mode 0644) with its program paths (/usr/sbin/vwatch,
+# volwatch_install_with_paths(DESTINATION DIR [EXECUTABLE] FILES F...)
+# Installs each file (mode 0644, 0755 with EXECUTABLE) with its program paths (/usr/sbin/vwatch,
 # /usr/local/sbin/vrebootgate, ...) rewritten to where this installation puts
 # the programs. The rewrite runs at install time, so `cmake --install
 # --prefix P` and CPack (which installs with its own prefix) both get units
@@ -23,11 +24,12 @@ set(VOLWATCH_SYSTEMD_UNIT_DIR "lib/systemd/system" CACHE STRING
 # program lists follow tools/CMakeLists.txt; tests/cli/install.bats checks
 # that every program path in an installed file exists in the installed tree.
 function(volwatch_install_with_paths)
-  cmake_parse_arguments(ARG "" "DESTINATION" "FILES" ${ARGN})
+  cmake_parse_arguments(ARG "EXECUTABLE" "DESTINATION" "FILES" ${ARGN})
   foreach(file IN LISTS ARG_FILES)
     get_filename_component(source ${file} ABSOLUTE)
     install(CODE "set(VOLWATCH_PATHS_SOURCE [==[${source}]==])
 set(VOLWATCH_PATHS_DESTINATION [==[${ARG_DESTINATION}]==])
+set(VOLWATCH_PATHS_EXECUTABLE ${ARG_EXECUTABLE})
 set(VOLWATCH_PATHS_STAGING [==[${PROJECT_BINARY_DIR}/install-with-paths]==])
 set(VOLWATCH_PATHS_BINDIR [==[${CMAKE_INSTALL_BINDIR}]==])
 set(VOLWATCH_PATHS_SBINDIR [==[${CMAKE_INSTALL_SBINDIR}]==])

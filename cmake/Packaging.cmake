@@ -6,10 +6,10 @@
 #
 # What the package deliberately does not do: it has no maintainer scripts, so
 # installing it enables and starts nothing (the units wait for `systemctl
-# enable --now`), creates no user, group or directory, and ships nothing in
-# /etc (no conffiles: volwatch runs on its built-in defaults until the
-# administrator writes /etc/volwatch/volwatch.toml, for which
-# share/doc/volwatch/examples has models).
+# enable --now`), creates no user, group or directory, and ships in /etc only
+# the GRUB drop-in, a conffile (no host config: volwatch runs on its built-in
+# defaults until the administrator writes /etc/volwatch/volwatch.toml, for
+# which share/doc/volwatch/examples has models).
 include_guard(GLOBAL)
 
 set(CPACK_PACKAGE_NAME volwatch)
@@ -69,6 +69,16 @@ set(doc "${CPACK_TEMPORARY_INSTALL_DIRECTORY}/usr/share/doc/volwatch")
 file(COPY "@PROJECT_BINARY_DIR@/packaging/changelog" DESTINATION "${doc}")
 execute_process(COMMAND ${GZIP} -9nf "${doc}/changelog" COMMAND_ERROR_IS_FATAL ANY)
 ]==])
+# The one file in /etc: the GRUB drop-in (contrib/CMakeLists.txt), a conffile
+# so that an administrator's edit (or removal, to drop the entries) survives
+# upgrades. CPack installs into its staging tree through DESTDIR, which an
+# absolute destination needs.
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX ${CPACK_PACKAGING_INSTALL_PREFIX})
+if(IS_ABSOLUTE "${VOLWATCH_GRUB_DROPIN_DIR}" AND VOLWATCH_GRUB_DROPIN_DIR MATCHES "^/etc/")
+  file(WRITE ${PROJECT_BINARY_DIR}/packaging/conffiles "${VOLWATCH_GRUB_DROPIN_DIR}/42_volwatch\n")
+  set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_BINARY_DIR}/packaging/conffiles)
+endif()
 set(CPACK_PRE_BUILD_SCRIPTS ${PROJECT_BINARY_DIR}/packaging/deb_staging.cmake)
 
 include(CPack)

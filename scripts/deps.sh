@@ -8,7 +8,7 @@ set -euo pipefail
 # Not libboost-dev: Boost.Interprocess has no job here (docs/locking.md says why).
 build_packages=(cmake g++ make pkg-config libcli11-dev libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libsystemd-dev libblkid-dev scdoc)
 test_packages=(googletest libgtest-dev bats util-linux e2fsprogs dosfstools mandoc python3-jsonschema
-               clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info kmod systemd)
+               clang libclang-rt-14-dev zsh fish bash-completion lintian shared-mime-info kmod systemd grub-common)
 
 # The benchmarks' peers (bench/*.sh): util-linux flock, find, inotifywait, hyperfine.
 bench_packages=(python3 util-linux findutils inotify-tools hyperfine time e2fsprogs)

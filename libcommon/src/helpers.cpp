@@ -14,6 +14,7 @@
 #include "json_text.hpp"
 
 #include "volwatch/digest.hpp"
+#include "volwatch/output.hpp"
 #include "volwatch/safe_path.hpp"
 
 namespace volwatch {
@@ -236,6 +237,24 @@ std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostCon
             for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount, mapping.fstype, {}});
     }
     return targets;
+}
+
+Result<std::string> format_helper_list(const HostConfig& host) {
+    std::string text;
+    auto unfit = [](const std::string& value) { return value.empty() || value.find_first_of("\t\n\r") != std::string::npos; };
+    for (const auto& mapping : host.helpers) {
+        for (const auto& target : mapping.targets) {
+            for (const std::string* value : {&mapping.volume, &target.native()}) {
+                if (unfit(*value))
+                    return Problem{ExitCode::bad_host_config,
+                                   fmt::format("{}:{}: helpers: \"{}\" cannot be listed one per line (empty, or holds a tab or newline)",
+                                               host.source.empty() ? std::string("host config") : host.source.string(), mapping.line,
+                                               escape_for_terminal(*value))};
+            }
+            text += fmt::format("{}\t{}\t{}\n", mapping.volume, target.string(), mapping.fstype.empty() ? "-" : mapping.fstype);
+        }
+    }
+    return text;
 }
 
 HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const HelperTarget& helper, bool verify_content) {

@@ -10,6 +10,7 @@
 #include "json_text.hpp"
 
 #include "volwatch/duration.hpp"
+#include "volwatch/helpers.hpp"
 #include "volwatch/process.hpp"
 #include "volwatch/report.hpp"
 
@@ -215,6 +216,15 @@ ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostrea
     if (!host) {
         err << "vcheck: " << escape_for_terminal(host.problem().message) << '\n';
         return host.problem().code;
+    }
+    if (options.list_helpers) {
+        auto list = format_helper_list(*host);
+        if (!list) {
+            err << "vcheck: " << escape_for_terminal(list.problem().message) << '\n';
+            return list.problem().code;
+        }
+        if (!options.quiet) out << *list;
+        return ExitCode::ok;
     }
     ProcMountTable mounts;
     std::vector<Volume> volumes;

@@ -4,7 +4,7 @@
 # read them expect it (cmake/Install.cmake, docs/packaging.md): programs in
 # bin and sbin, man pages in their sections, completions where bash, zsh and
 # fish look, systemd units naming the installed programs, the examples and the
-# contrib files under share/doc, and nothing in /etc.
+# contrib files under share/doc, and in /etc only the GRUB drop-in.
 
 bats_require_minimum_version 1.5.0
 
@@ -102,9 +102,12 @@ built() {
     grep -qx 'ExecStop=/opt/volwatch/sbin/vrebootgate --wait=10m' "$root/lib/systemd/system/volwatch-rebootgate.service"
     grep -q '<string>/opt/volwatch/sbin/vwatch</string>' "$root/share/doc/volwatch/contrib/launchd/org.volwatch.vwatch.plist"
     grep -q "^ *'\?/opt/volwatch/sbin/vrebootgate --wait=10m --owner 1" "$root/share/doc/volwatch/contrib/sysvinit/volwatch-rc.shutdown"
+    grep -qx 'vcheck=${VOLWATCH_VCHECK:-/opt/volwatch/bin/vcheck}' "$stage/etc/grub.d/42_volwatch"
     run -1 grep -rE '/usr(/local)?/s?bin/v(watch|rebootgate|rebuild|check|lock|unlock)\b' "$root/lib/systemd" "$root/share/doc/volwatch/contrib"
-    # Nothing lands outside the prefix.
-    [ "$(cd "$stage" && ls)" = opt ]
+    # Nothing lands outside the prefix but the GRUB drop-in: grub-mkconfig
+    # runs only the scripts in /etc/grub.d.
+    [ "$(cd "$stage" && ls | tr '\n' ' ')" = "etc opt " ]
+    [ "$(cd "$stage" && find etc -type f)" = etc/grub.d/42_volwatch ]
 }
 
 @test "install: the installed units pass systemd-analyze verify" {
@@ -120,7 +123,7 @@ built() {
     [ "$status" -eq 0 ]
 }
 
-@test "install: examples and contrib files under share/doc/volwatch, no host config in /etc" {
+@test "install: examples and contrib files under share/doc/volwatch; in /etc only the GRUB drop-in, no host config" {
     local doc=$STAGE/usr/share/doc/volwatch file rel
     while read -r file; do
         rel=${file#"$SRC"/examples/}
@@ -138,8 +141,11 @@ built() {
     [ -f "$doc/README.md" ]
     [ -f "$doc/copyright" ]
     for file in "$SRC"/docs/schema/*.json; do cmp -s "$file" "$doc/schema/$(basename "$file")"; done
-    [ ! -e "$STAGE/etc" ]
+    [ "$(cd "$STAGE" && find etc -type f)" = etc/grub.d/42_volwatch ]
+    [ -x "$STAGE/etc/grub.d/42_volwatch" ]
+    # It runs the vcheck of this installation.
+    grep -qx 'vcheck=${VOLWATCH_VCHECK:-/usr/bin/vcheck}' "$STAGE/etc/grub.d/42_volwatch"
     [ ! -e "$STAGE/usr/etc" ]
-    # Only /usr: no /lib, /var or /run.
-    [ "$(cd "$STAGE" && ls)" = usr ]
+    # Only /usr and /etc/grub.d: no /lib, /var or /run.
+    [ "$(cd "$STAGE" && ls | tr '\n' ' ')" = "etc usr " ]
 }

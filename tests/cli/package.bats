@@ -56,14 +56,18 @@ setup_file() {
     fi
 }
 
-@test "package: no maintainer scripts and no conffiles: installing it starts, enables and creates nothing" {
+@test "package: no maintainer scripts, one conffile (the GRUB drop-in): installing it starts, enables and creates nothing" {
     members=$(dpkg-deb --ctrl-tarfile "$DEB" | tar -t | sed 's|^\./||' | grep -v '^$' | sort | tr '\n' ' ')
     echo "control members: $members"
-    [ "$members" = "control md5sums " ]
-    # No file in /etc: no host config is shipped, only examples.
+    [ "$members" = "conffiles control md5sums " ]
+    [ "$(dpkg-deb -I "$DEB" conffiles)" = /etc/grub.d/42_volwatch ]
+    # In /etc only the GRUB drop-in, executable (grub-mkconfig runs only
+    # executable scripts): no host config is shipped, only examples.
     local listing
     listing=$(dpkg-deb -c "$DEB")
-    run -1 grep ' \./etc/' <<<"$listing"
+    [ "$(grep ' \./etc/.*[^/]$' <<<"$listing" | awk '{print $1, $6}')" = "-rwxr-xr-x ./etc/grub.d/42_volwatch" ]
+    dpkg-deb --fsys-tarfile "$DEB" | tar -xO ./etc/grub.d/42_volwatch | grep -qx 'vcheck=${VOLWATCH_VCHECK:-/usr/bin/vcheck}'
+    dpkg-deb -c "$DEB" | grep -q ' \./usr/share/man/man8/volwatch-grub.8.gz$'
     dpkg-deb -c "$DEB" | grep -q ' \./usr/share/doc/volwatch/examples/debian/volwatch.toml$'
     dpkg-deb -c "$DEB" | grep -q ' \./usr/lib/systemd/system/vwatch.service$'
     # The journal catalog where Debian's systemd trigger runs journalctl --update-catalog.

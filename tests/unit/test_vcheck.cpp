@@ -3,6 +3,7 @@
 // the shapes of its JSON document that docs/schema/vcheck.schema.json and
 // scripts rely on.
 #include "volwatch/vcheck.hpp"
+#include "volwatch/helpers.hpp"
 
 #include <sstream>
 
@@ -191,6 +192,30 @@ TEST_F(VcheckTest, JsonReplacesBytesThatAreNotUtf8) {
     EXPECT_NE(reason.find("src/bad\xef\xbf\xbdname.ko"), std::string::npos) << reason;
     auto human = run({a.string()});
     EXPECT_NE(human.out.find("src/bad\\xffname.ko"), std::string::npos) << human.out;
+}
+
+// vcheck --list-helpers: the lines 42_volwatch reads (volwatch-grub(8)).
+TEST(HelperListTest, OneLinePerTargetInConfigOrderWithVolumeAndFstype) {
+    HostConfig host;
+    host.helpers.push_back(HelperMapping{"/", {"/boot/efi", "UUID=1234-ABCD"}, "vfat", false, 3});
+    host.helpers.push_back(HelperMapping{"UUID=2f6b", {"/srv/esp"}, "", false, 7});
+    auto list = format_helper_list(host);
+    ASSERT_TRUE(list.ok());
+    EXPECT_EQ(*list, "/\t/boot/efi\tvfat\n/\tUUID=1234-ABCD\tvfat\nUUID=2f6b\t/srv/esp\t-\n");
+    EXPECT_EQ(*format_helper_list(HostConfig{}), "");
+}
+
+TEST(HelperListTest, RefusesWhatOneLineCannotCarry) {
+    for (const std::string bad : {"/boot/a\tb", "/boot/a\nb", ""}) {
+        HostConfig host;
+        host.source = "/etc/volwatch/volwatch.toml";
+        host.helpers.push_back(HelperMapping{"/", {"/boot/efi", bad}, "", false, 4});
+        auto list = format_helper_list(host);
+        ASSERT_FALSE(list.ok()) << bad;
+        EXPECT_EQ(list.problem().code, ExitCode::bad_host_config);
+        EXPECT_EQ(list.problem().message.rfind("/etc/volwatch/volwatch.toml:4: helpers: ", 0), 0U) << list.problem().message;
+        EXPECT_EQ(list.problem().message.find('\n'), std::string::npos);
+    }
 }
 
 }  // namespace

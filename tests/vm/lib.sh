@@ -12,7 +12,7 @@ VM_SUITE=bookworm
 # Only what the image and the scenarios need; minbase adds dpkg, apt, coreutils.
 # systemd-boot brings systemd-bless-boot, which marks a counted entry good.
 VM_PACKAGES=(systemd-sysv udev linux-image-amd64 initramfs-tools kmod zstd dosfstools
-             util-linux mtools e2fsprogs procps systemd-boot)
+             util-linux mtools e2fsprogs procps grub-common systemd-boot)
 # The modules the VM boots with: its initramfs holds these and nothing else.
 VM_MODULES=(virtio_pci virtio_blk ext4 vfat nls_cp437 nls_ascii nls_utf8 crc32c_generic)
 
@@ -106,39 +106,26 @@ print(head + "".join(keep), end="")
 PY
 }
 
-# The host config: examples/debian/volwatch.toml plus examples/two-esp/host.toml.
+# The host config: examples/debian/volwatch.toml, whose [[helpers]] table is
+# examples/two-esp/host.toml's (both ESPs of the VM).
 vm_host_config() {
     cat "$VM_SRC/examples/debian/volwatch.toml"
-    printf '\n'
-    grep -v '^#' "$VM_SRC/examples/two-esp/host.toml"
 }
 
 # The GRUB script embedded in the standalone BOOTX64.EFI of ESP number $1:
-# examples/two-esp/grub.cfg for this ESP, with the fallback entry used before
-# the first sync, and the generation, slot and ESP on the kernel command line.
+# what the package's own generator (42_volwatch --standalone, from the root
+# at $2 the .deb was installed into) writes for this ESP, with the fallback
+# entry used before the first sync, and the generation, slot and ESP on the
+# kernel command line (none and none in the fallback entry).
 vm_grub_cfg() {
-    local esp=$1 cmdline="root=UUID=$VM_ROOT_UUID ro console=ttyS0,115200 quiet systemd.show_status=0"
-    cat <<CFG
-insmod part_gpt
-insmod fat
-set timeout=0
-search --no-floppy --fs-uuid --set=root ${VM_ESP_UUID[esp]}
-if [ -f (\$root)/volwatch/current ]; then
-    source (\$root)/volwatch/current
-elif [ -f (\$root)/volwatch/current.new ]; then
-    source (\$root)/volwatch/current.new
-fi
-if [ -n "\$slot" ]; then set default=0; else set default=1; fi
-set fallback=1
-menuentry "Debian (volwatch generation \$generation)" {
-    linux  /volwatch/slot-\$slot/vmlinuz $cmdline volwatch.generation=\$generation volwatch.slot=\$slot volwatch.esp=${VM_ESP_UUID[esp]}
-    initrd /volwatch/slot-\$slot/initrd.img
-}
-menuentry "Debian (fallback, before the first sync)" {
-    linux  /fallback/vmlinuz $cmdline volwatch.generation=none volwatch.slot=none volwatch.esp=${VM_ESP_UUID[esp]}
-    initrd /fallback/initrd.img
-}
-CFG
+    local esp=$1 root=$2 defaults
+    defaults=$(mktemp)
+    printf '%s\n' GRUB_TIMEOUT=0 GRUB_DISTRIBUTOR=Debian 'GRUB_CMDLINE_LINUX="console=ttyS0,115200"' \
+        'GRUB_CMDLINE_LINUX_DEFAULT="quiet systemd.show_status=0"' >"$defaults"
+    VOLWATCH_GRUB_DEFAULTS=$defaults "$root/etc/grub.d/42_volwatch" --standalone "UUID=${VM_ESP_UUID[esp]}" \
+        --append "root=UUID=$VM_ROOT_UUID volwatch.generation=\$generation volwatch.slot=\$slot volwatch.esp=${VM_ESP_UUID[esp]}" \
+        --fallback-kernel /fallback/vmlinuz --fallback-initrd /fallback/initrd.img || { rm -f "$defaults"; return 1; }
+    rm -f "$defaults"
 }
 
 # The guest side: vwtest.service runs this at every boot. It unpacks the
@@ -234,7 +221,8 @@ FSTAB
         rm -f "$esp"
         mkfs.vfat -F 32 -s 1 -S 512 -i "${VM_ESP_ID[i]}" -n "ESP$((i + 1))" -C "$esp" $((VM_ESP_MB * 1024)) >>"$out/assemble.log" 2>&1 ||
             vm_die "mkfs.vfat failed"
-        vm_grub_cfg "$i" >"$out/grub$((i + 1)).cfg"
+        vm_grub_cfg "$i" "$root" >"$out/grub$((i + 1)).cfg" || vm_die "42_volwatch --standalone failed"
+        grub-script-check "$out/grub$((i + 1)).cfg" || vm_die "grub-script-check refuses 42_volwatch --standalone's output"
         grub-mkstandalone -O x86_64-efi --modules="part_gpt fat search search_fs_uuid linux normal configfile test echo" \
             --locales= --themes= --fonts= -o "$out/BOOTX64.EFI" "boot/grub/grub.cfg=$out/grub$((i + 1)).cfg" ||
             vm_die "grub-mkstandalone failed"

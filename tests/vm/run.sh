@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The virtual-machine acceptance suite (issue 10): scripts/test.sh --vm runs it
 # after a normal build. Usage: tests/vm/run.sh DEB [SCENARIO...]
-# Scenarios (default: all, in this order): boot-sync power-loss shutdown package unmount
-# esp-unmounted
+# Scenarios (default: all, in this order): boot-sync grub-dropin sd-boot esp-unmounted
+# power-loss shutdown package unmount
 # Environment: VOLWATCH_VM_CUTS (power cuts, default 2), VOLWATCH_VM_SEED,
 # VOLWATCH_VM_BUDGET (seconds: no scenario starts once the suite has run this
 # long; the ones left are printed as skipped, never counted as passed),
@@ -16,7 +16,7 @@ source "$here/lib.sh"
 deb=${1:?usage: tests/vm/run.sh DEB [SCENARIO...]}
 shift
 scenarios=("$@")
-[[ ${#scenarios[@]} -gt 0 ]] || scenarios=(boot-sync power-loss shutdown package unmount esp-unmounted)
+[[ ${#scenarios[@]} -gt 0 ]] || scenarios=(boot-sync grub-dropin sd-boot esp-unmounted power-loss shutdown package unmount)
 
 # Skip, loudly, where the machine cannot run a VM; never pass without booting.
 [[ $(id -u) == 0 ]] || vm_skip "the VM suite needs root (debootstrap, chroot)"

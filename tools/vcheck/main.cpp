@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
                               ->type_name("human|json|prometheus");
     bool json = false;
     app->add_flag("--json", json, "Same as --format=json");
+    auto* list_option = app->add_flag("--list-helpers", options.list_helpers,
+                                      "Print the host config's helper targets (VOLUME, TARGET, FSTYPE; tab-separated), check nothing");
+    list_option->excludes("VOLUME")->excludes("--all")->excludes("--deep")->excludes(format_option)->excludes("--json");
     app->add_flag("-q,--quiet", options.quiet, "Print nothing on stdout; only the exit status tells");
     cli::add_host_options(*app, options.host);
     return cli::run(*app, argc, argv, [&] {

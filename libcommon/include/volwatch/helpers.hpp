@@ -112,6 +112,13 @@ struct HelperTarget {
 /// "UUID=..." or by a path that resolves inside the volume's root).
 [[nodiscard]] std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostConfig& host);
 
+/// The host config's helper targets for boot-loader scripts (contrib/grub):
+/// one line per target, in config order, "VOLUME<TAB>TARGET<TAB>FSTYPE\n" with
+/// VOLUME and TARGET as written in the config and FSTYPE its [[helpers]]
+/// fstype or "-". Fails with bad_host_config ("FILE:LINE: helpers: ...") when
+/// a volume or target holds a tab, a newline or is empty, which a line cannot carry.
+[[nodiscard]] Result<std::string> format_helper_list(const HostConfig& host);
+
 /// The bootstamp of helper `target` on the volume at `root_fd`, if readable.
 [[nodiscard]] std::optional<Bootstamp> read_bootstamp(int root_fd, const std::filesystem::path& target);
 

@@ -17,6 +17,7 @@ struct VcheckOptions {
     bool deep = false;
     OutputFormat format = OutputFormat::human;
     bool quiet = false;
+    bool list_helpers = false;  // print the host config's helper targets (format_helper_list) and check nothing
     HostOverrides host;
     unsigned threads = 0;
 };
@@ -25,7 +26,7 @@ struct VcheckOptions {
 /// the exit code. Precedence when several apply: 78 (host config) > 66
 /// (unknown volume) > 65 (bad volume config, or a cache that cannot be
 /// checked) > 77 (a source that cannot be read: permission denied) > 1
-/// (stale) > 0.
+/// (stale) > 0. With list_helpers: 0 after printing the list, or 78.
 [[nodiscard]] ExitCode run_vcheck(const VcheckOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace volwatch
