@@ -237,6 +237,35 @@ Rebuilder read_rebuilder(const Reader& reader, std::string_view name, const toml
     return rebuilder;
 }
 
+// A helper target holds one set of slots: named twice (by two tables, or
+// twice in one), vrebuild would write a generation per naming, or two
+// volumes' sets over each other.
+void refuse_repeated_targets(const Reader& reader, const std::vector<HelperMapping>& mappings, std::size_t index,
+                             const toml::node& node) {
+    auto same = [](const std::filesystem::path& a, const std::filesystem::path& b) {
+        auto text = [](const std::filesystem::path& p) {
+            std::string s = p.lexically_normal().string();
+            while (s.size() > 1 && s.back() == '/') s.pop_back();
+            return s;
+        };
+        return text(a) == text(b);
+    };
+    const HelperMapping& mapping = mappings[index];
+    const toml::node* targets = node.as_table()->get("targets");
+    for (std::size_t t = 0; t < mapping.targets.size(); ++t) {
+        for (std::size_t m = 0; m <= index; ++m) {
+            std::size_t end = m == index ? t : mappings[m].targets.size();
+            for (std::size_t u = 0; u < end; ++u) {
+                if (!same(mapping.targets[t], mappings[m].targets[u])) continue;
+                reader.fail((*targets->as_array())[t].source(), fmt::format("helpers[{}].targets[{}]", index, t),
+                            fmt::format("\"{}\" is already a target at line {} (helpers[{}].targets[{}]); a helper target "
+                                        "holds one volume's set and is named once",
+                                        mapping.targets[t].string(), mappings[m].line, m, u));
+            }
+        }
+    }
+}
+
 HelperMapping read_helper_mapping(const Reader& reader, std::size_t index, const toml::node& node) {
     std::string key = fmt::format("helpers[{}]", index);
     const toml::table& table = reader.table(node, key);
@@ -308,8 +337,10 @@ HostConfig read_host(const toml::table& root, const Reader& reader) {
             const auto* array = v.as_array();
             if (array == nullptr || !array->is_array_of_tables())
                 reader.fail(v.source(), key, "expected [[helpers]] tables");
-            for (std::size_t i = 0; i < array->size(); ++i)
+            for (std::size_t i = 0; i < array->size(); ++i) {
                 host.helpers.push_back(read_helper_mapping(reader, i, (*array)[i]));
+                refuse_repeated_targets(reader, host.helpers, i, (*array)[i]);
+            }
         } else {
             reader.unknown_key(k, key);
         }

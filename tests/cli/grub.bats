@@ -79,6 +79,13 @@ BODY
     run --separate-stderr "$VCHECK" --list-helpers
     [ "$status" -eq 78 ]
     [ "$stderr" = "vcheck: $T/host.toml:3: helpers[0].targets: expected an array of strings, found a string" ]
+    # A target named twice (here by a second table, with a trailing slash)
+    # would get a generation per naming: refused, naming both places.
+    printf '[[helpers]]\nvolume = "/"\ntargets = ["/boot/efi"]\n[[helpers]]\nvolume = "/srv"\ntargets = ["/x", "/boot/efi/"]\n' >"$T/host.toml"
+    run --separate-stderr "$VCHECK" --list-helpers
+    [ "$status" -eq 78 ]
+    [ -z "$output" ]
+    [ "$stderr" = "vcheck: $T/host.toml:6: helpers[1].targets[1]: \"/boot/efi/\" is already a target at line 1 (helpers[0].targets[0]); a helper target holds one volume's set and is named once" ]
     for other in / --all --deep --json --format=json; do
         run --separate-stderr "$VCHECK" --list-helpers "$other"
         [ "$status" -eq 64 ]
@@ -88,8 +95,6 @@ BODY
 
 @test "drop-in: an entry per mounted target, found by file-system UUID; a bare directory is skipped with a note" {
     export GRUB_DEVICE=/dev/sda2 GRUB_DEVICE_UUID=5d2c8a1e-4b7f
-    # A target that two tables name gets one entry.
-    printf '[[helpers]]\nvolume = "/"\ntargets = ["%s"]\n' "$T/esp1" >>"$T/host.toml"
     run --separate-stderr "$DROPIN"
     [ "$status" -eq 0 ]
     [ "$stderr" = "42_volwatch: $T/esp2: not a mounted file system (skipped)" ]
