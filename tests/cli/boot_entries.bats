@@ -11,8 +11,7 @@ VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
 setup() {
     make_sandbox
     mkdir -p "$VOL/boot" "$SANDBOX/esp"
-    echo "kernel 1" > "$VOL/boot/vmlinuz"
-    echo "initrd 1" > "$VOL/boot/initrd.img"
+    new_kernel 1
     printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
     cat >> "$HOST" <<TOML
 
@@ -33,14 +32,15 @@ teardown() { remove_sandbox; }
 
 entries() { ls "$ENTRIES" | tr '\n' ' '; }
 
-oracle() {  # oracle VERSION: the live set and the entries agree (helper_check.py)
+oracle() {  # oracle VERSION: the live set is VERSION and the entries agree with the slots (helper_check.py)
     local got
     got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" --entries debian "$ESP" boot/vmlinuz boot/initrd.img) || {
         echo "oracle: $got"; return 1; }
+    [ "$got" = "$1" ] || { echo "oracle: the live set is version $got, expected $1"; return 1; }
 }
 
-new_kernel() {
-    echo "kernel $1" > "$VOL/boot/vmlinuz"
+new_kernel() {  # new_kernel VERSION: a kernel and initramfs pair of that version
+    "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$1" "$RANDOM" "$VOL/boot/vmlinuz" "$VOL/boot/initrd.img"
 }
 
 @test "each sync writes the new generation's entry and keeps the previous; the third removes only the reused slot's" {
@@ -62,7 +62,7 @@ EOF2
     [ "$status" -eq 0 ]
     [ "$(entries)" = "debian-1.conf debian-2.conf " ]
     grep -qx "linux /volwatch/slot-b/boot/vmlinuz" "$ENTRIES/debian-2.conf"
-    oracle
+    oracle 2
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper $ESP  clean (generation 2)"* ]]
     touch -d @1000000000 "$ENTRIES/debian-2.conf"
@@ -74,7 +74,7 @@ EOF2
     [ "$(stat -c %Y "$ENTRIES/debian-2.conf")" = "$before" ]  # the previous generation's entry is untouched
     grep -qx "linux /volwatch/slot-a/boot/vmlinuz" "$ENTRIES/debian-3.conf"
     [ -z "$(ls -A "$ENTRIES" | grep '^\.')" ]  # no temporary left
-    oracle
+    oracle 3
 }
 
 @test "entries of another id and other files in loader/entries are left alone" {
@@ -95,14 +95,18 @@ EOF2
     mv "$ENTRIES/debian-2+3.conf" "$ENTRIES/debian-2+1-2.conf"   # systemd-boot counted two tries
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper $ESP  clean (generation 2)"* ]]
-    oracle
+    oracle 2
     mv "$ENTRIES/debian-2+1-2.conf" "$ENTRIES/debian-2+0-3.conf"  # and the third: out of tries
     run "$VCHECK" "$VOL"
     echo "$output"
     [ "$status" -ne 0 ]
     [[ "$output" == *"helper $ESP  error: generation 2 failed to boot (entry debian-2+0-3.conf has no tries left); the boot loader falls back to generation 1"* ]]
-    run "$VCHECK" --json "$VOL"
-    [[ "$output" == *'"reason":"generation 2 failed to boot (entry debian-2+0-3.conf has no tries left)'* ]]
+    "$VCHECK" --json "$VOL" | "$PYTHON" -c '
+import json, sys
+helper = json.load(sys.stdin)["volumes"][0]["helpers"][0]
+assert helper["state"] == "error", helper
+assert helper["reason"].startswith("generation 2 failed to boot (entry debian-2+0-3.conf has no tries left)"), helper'
+    "$VCHECK" --format=prometheus "$VOL" | grep -q "^volwatch_helper_error{.*esp.*} 1$"
     new_kernel 3
     state=$(tree_state "$ESP")
     run "$VREBUILD" --helpers-only "$VOL"
@@ -114,7 +118,7 @@ EOF2
     echo "$output"
     [ "$status" -eq 0 ]
     [ "$(entries)" = "debian-2+0-3.conf debian-3+3.conf " ]
-    oracle
+    oracle 3
 }
 
 @test "changed options make the target stale and the next sync writes a new generation" {
@@ -134,7 +138,7 @@ EOF2
     [[ "$output" == *"helper $ESP  stale: $ESP has no boot entry for its live generation 2 (loader/entries/debian-2.conf)"* ]]
     run "$VREBUILD" --helpers-only "$VOL"
     [ "$(entries)" = "debian-3.conf " ]
-    oracle
+    oracle 1
 }
 
 @test "an entry naming a slot that is not sealed with its generation is an error for vcheck" {
