@@ -253,3 +253,22 @@ TEST_F(BootEntrySync, ALinuxFileThatIsNoHelperFileFailsAndWritesNothing) {
 }
 
 }  // namespace
+
+namespace {
+
+// The entry is written before the pointer: when it cannot be written, the
+// old set stays live (a crash at that instant leaves the same state).
+TEST_F(BootEntrySync, TheEntryIsWrittenBeforeThePointer) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    change_kernel("kernel 2");
+    std::filesystem::create_directories(target() / "loader/entries/debian-2.conf");  // the rename onto it fails
+    auto result = sync();
+    EXPECT_EQ(result.outcome, HelperOutcome::failed);
+    auto live = read_live_pointer(target());
+    ASSERT_TRUE(live.has_value());
+    EXPECT_EQ(live->generation, 1u);
+    EXPECT_EQ(live->slot, "a");
+    EXPECT_TRUE(std::filesystem::exists(target() / "loader/entries/debian-1.conf"));
+}
+
+}  // namespace
