@@ -1,4 +1,7 @@
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -269,6 +272,38 @@ TEST_F(BootEntrySync, TheEntryIsWrittenBeforeThePointer) {
     EXPECT_EQ(live->generation, 1u);
     EXPECT_EQ(live->slot, "a");
     EXPECT_TRUE(std::filesystem::exists(target() / "loader/entries/debian-1.conf"));
+}
+
+// Entries naming the spare slot are removed before its seal: when they
+// cannot be (loader/entries on a read-only bind mount), the reused slot is
+// still sealed with its generation and its entry still names a complete set.
+TEST_F(BootEntrySync, EntriesOfTheSpareSlotGoBeforeItsSeal) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for a read-only bind mount in a private mount namespace";
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    change_kernel("kernel 2");
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    change_kernel("kernel 3");
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        int code = 0;
+        std::string entries = (target() / "loader/entries").string();
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) ::_exit(2);
+        if (::mount(entries.c_str(), entries.c_str(), nullptr, MS_BIND, nullptr) != 0 ||
+            ::mount(nullptr, entries.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0)
+            ::_exit(3);
+        auto result = sync();
+        if (result.outcome != HelperOutcome::failed) code |= 4;
+        auto manifest = read_file(target() / "volwatch/slot-a/MANIFEST.json");
+        if (manifest.find("\"generation\": 1") == std::string::npos) code |= 8;
+        if (read_file(target() / "volwatch/slot-a/boot/vmlinuz") != "kernel 1") code |= 16;
+        if (!std::filesystem::exists(target() / "loader/entries/debian-1.conf")) code |= 32;
+        ::_exit(code);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "bit flags of failed checks";
 }
 
 }  // namespace
