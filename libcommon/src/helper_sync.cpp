@@ -279,7 +279,10 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         new_bytes += static_cast<std::uint64_t>(file.st.st_size);
     }
     std::optional<Bootstamp> old_stamp = kept > 0 ? read_bootstamp(root_fd, target) : std::nullopt;
-    if (kept > 0 && !options.force && only_held_back_differ(files, *live, old_stamp, target)) {
+    // A live entry that is missing or out of date still needs the new
+    // generation, even when only held-back files differ otherwise.
+    bool entry_stale = helper.entry && kept > 0 && check_boot_entries(target, *helper.entry, config.helper_files, live).stale;
+    if (kept > 0 && !options.force && !entry_stale && only_held_back_differ(files, *live, old_stamp, target)) {
         result.generation = live->generation;
         result.files.clear();
         return finish(HelperOutcome::held_back, fmt::format("only held-back files differ from the live set; {} keeps generation {}",

@@ -306,4 +306,18 @@ TEST_F(BootEntrySync, EntriesOfTheSpareSlotGoBeforeItsSeal) {
     EXPECT_EQ(WEXITSTATUS(status), 0) << "bit flags of failed checks";
 }
 
+// Changed options need a new generation even while a cache failure holds a
+// file back and nothing else differs.
+TEST_F(BootEntrySync, AStaleEntryIsWrittenEvenWhenOnlyHeldBackFilesDiffer) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    entry.options = "quiet";
+    HelperSyncOptions options;
+    options.held_back = {HeldBackFile{"boot/initrd.img", {"initramfs"}, "the product of cache initramfs, which failed"}};
+    auto result = sync_helper(root_fd.get(), volume, config, helper(), options);
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(result.generation, 2u);
+    EXPECT_EQ(names(), (std::vector<std::string>{"debian-2.conf", "debian-1.conf"}));
+    EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/initrd.img"), "initrd 1");
+}
+
 }  // namespace
