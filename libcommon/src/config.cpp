@@ -266,6 +266,76 @@ void refuse_repeated_targets(const Reader& reader, const std::vector<HelperMappi
     }
 }
 
+// A string of [helpers.entry]: one line of the entry file, so no line breaks;
+// `placeholders` says whether {generation} and {slot} may appear (and no other).
+std::string read_entry_string(const Reader& reader, const toml::node& node, const std::string& key, bool placeholders) {
+    std::string value = reader.string(node, key);
+    if (value.find_first_of("\n\r") != std::string::npos) reader.fail(node.source(), key, "must not contain a line break");
+    if (!placeholders) return value;
+    for (std::size_t open = value.find('{'); open != std::string::npos; open = value.find('{', open + 1)) {
+        auto word = placeholder_at(value, open);
+        if (word && *word != "generation" && *word != "slot")
+            reader.fail(node.source(), key,
+                        fmt::format("unknown placeholder {{{}}} in \"{}\"; the placeholders are {{generation}} and {{slot}}", *word, value));
+    }
+    return value;
+}
+
+// linux and initrd name helper files: a relative path the entry can hold on one line.
+std::string read_entry_file(const Reader& reader, const toml::node& node, const std::string& key) {
+    std::string value = read_entry_string(reader, node, key, false);
+    if (value.empty()) reader.fail(node.source(), key, "must not be empty");
+    if (std::string problem = lexical_path_problem(value); !problem.empty())
+        reader.fail(node.source(), key, fmt::format("\"{}\": {}", value, problem));
+    if (std::any_of(value.begin(), value.end(), [](unsigned char c) { return c <= ' ' || c == 0x7f; }))
+        reader.fail(node.source(), key, fmt::format("\"{}\": a boot loader entry path may not contain spaces or control characters", value));
+    return std::filesystem::path(value).lexically_normal().string();
+}
+
+BootEntryConfig read_boot_entry(const Reader& reader, const std::string& key, const toml::node& node) {
+    const toml::table& table = reader.table(node, key);
+    BootEntryConfig entry;
+    entry.line = static_cast<int>(node.source().begin.line);
+    bool has_linux = false;
+    for (auto&& [k, v] : table) {
+        std::string sub = joined_key(key, k.str());
+        if (k == "id") {
+            entry.id = read_entry_string(reader, v, sub, false);
+            // systemd-boot skips entry files whose names start with '.' or "auto-".
+            bool allowed = !entry.id.empty() && entry.id.size() <= 64 && entry.id.front() != '.' && entry.id.rfind("auto-", 0) != 0 &&
+                           std::all_of(entry.id.begin(), entry.id.end(), [](char c) {
+                               return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                           });
+            if (!allowed)
+                reader.fail(v.source(), sub,
+                            fmt::format("\"{}\": an entry id uses only letters, digits, '.', '_' and '-' (1 to 64, no '+'), and does "
+                                        "not start with '.' or \"auto-\" (systemd-boot skips those)", entry.id));
+        } else if (k == "title") {
+            entry.title = read_entry_string(reader, v, sub, true);
+            if (entry.title.empty()) reader.fail(v.source(), sub, "must not be empty");
+        } else if (k == "linux") {
+            entry.linux_file = read_entry_file(reader, v, sub);
+            has_linux = true;
+        } else if (k == "initrd") {
+            const auto* array = v.as_array();
+            if (array == nullptr) reader.fail(v.source(), sub, fmt::format("expected an array of strings, found {}", Reader::type_name(v)));
+            for (std::size_t i = 0; i < array->size(); ++i)
+                entry.initrd.push_back(read_entry_file(reader, (*array)[i], fmt::format("{}[{}]", sub, i)));
+        } else if (k == "options") {
+            entry.options = read_entry_string(reader, v, sub, true);
+        } else if (k == "tries") {
+            const auto* i = v.as_integer();
+            if (i == nullptr) reader.fail(v.source(), sub, fmt::format("expected an integer, found {}", Reader::type_name(v)));
+            if (i->get() < 0 || i->get() > 9) reader.fail(v.source(), sub, "must be between 0 (no boot counting) and 9");
+            entry.tries = static_cast<int>(i->get());
+        } else {
+            reader.unknown_key(k, sub);
+        }
+    }
+    if (!has_linux) reader.fail(node.source(), joined_key(key, "linux"), "missing required key");
+    return entry;
+}
+
 HelperMapping read_helper_mapping(const Reader& reader, std::size_t index, const toml::node& node) {
     std::string key = fmt::format("helpers[{}]", index);
     const toml::table& table = reader.table(node, key);
@@ -284,6 +354,8 @@ HelperMapping read_helper_mapping(const Reader& reader, std::size_t index, const
             if (std::string problem = fstype_problem(mapping.fstype); !problem.empty()) reader.fail(v.source(), sub, problem);
         } else if (k == "require_mount") {
             mapping.require_mount = reader.boolean(v, sub);
+        } else if (k == "entry") {
+            mapping.entry = read_boot_entry(reader, sub, v);
         } else if (k == "targets") {
             const auto* array = v.as_array();
             if (array == nullptr) reader.fail(v.source(), sub, fmt::format("expected an array of strings, found {}", Reader::type_name(v)));

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "volwatch/boot_entries.hpp"
 #include "volwatch/digest.hpp"
 #include "volwatch/fd.hpp"
 #include "volwatch/fsutil.hpp"
@@ -225,7 +226,22 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         files.push_back(std::move(file));
     }
 
+    // A boot entry names helper files; one that is not among them is this
+    // target's error, found before anything is written.
+    if (helper.entry) {
+        if (auto text = format_boot_entry(*helper.entry, config.helper_files, 1, "a"); !text)
+            return finish(HelperOutcome::failed, fmt::format("helper target {}: {}; nothing written", target.string(), text.problem().message));
+    }
+
     auto live = read_live_pointer(target);
+    // A live generation that failed to boot: the boot loader now boots the
+    // spare slot, the only set known to boot, which this sync would reuse.
+    if (helper.entry && live && !options.force) {
+        std::string failed = exhausted_live_entry_problem(target, read_boot_entries(target, helper.entry->id), *live);
+        if (!failed.empty())
+            return finish(HelperOutcome::failed,
+                          fmt::format("helper target {}: {}; refusing to overwrite that set (vrebuild --force does)", target.string(), failed));
+    }
     if (!options.force) {
         HelperVerdict verdict = check_helper(root_fd, config, helper, true);
         if (verdict.state == CacheState::clean) {
@@ -263,7 +279,10 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         new_bytes += static_cast<std::uint64_t>(file.st.st_size);
     }
     std::optional<Bootstamp> old_stamp = kept > 0 ? read_bootstamp(root_fd, target) : std::nullopt;
-    if (kept > 0 && !options.force && only_held_back_differ(files, *live, old_stamp, target)) {
+    // A live entry that is missing or out of date still needs the new
+    // generation, even when only held-back files differ otherwise.
+    bool entry_stale = helper.entry && kept > 0 && check_boot_entries(target, *helper.entry, config.helper_files, live).stale;
+    if (kept > 0 && !options.force && !entry_stale && only_held_back_differ(files, *live, old_stamp, target)) {
         result.generation = live->generation;
         result.files.clear();
         return finish(HelperOutcome::held_back, fmt::format("only held-back files differ from the live set; {} keeps generation {}",
@@ -318,7 +337,13 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         if (auto synced = fsync_path(base); !synced) return finish(HelperOutcome::failed, synced.problem().message);
     }
 
-    // 1. Unseal the non-live slot (manifest first), then empty it.
+    // 1. Remove the boot entries that name the spare slot, so that no entry
+    // ever names a slot that is not sealed; then unseal the slot (manifest
+    // first) and empty it.
+    if (helper.entry) {
+        if (auto removed = remove_boot_entries_of_slot(target, helper.entry->id, slot); !removed)
+            return finish(HelperOutcome::failed, removed.problem().message);
+    }
     if (fs::exists(slot_dir / helper_manifest_name, ec)) {
         fs::remove(slot_dir / helper_manifest_name, ec);
         if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);
@@ -385,7 +410,14 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     if (auto written = write_file_atomically(slot_fd.get(), helper_manifest_name, format_manifest(manifest)); !written)
         return finish(HelperOutcome::failed, written.problem().message);
 
-    // 4. The one small step that switches the helper to the new set.
+    // 4. The switch: the boot entry naming the sealed slot (the boot loader's
+    // default from its rename on), then the pointer.
+    if (helper.entry) {
+        auto text = format_boot_entry(*helper.entry, config.helper_files, generation, slot);
+        if (!text) return finish(HelperOutcome::failed, text.problem().message);
+        if (auto written = write_boot_entry(target, boot_entry_filename(helper.entry->id, generation, helper.entry->tries), *text); !written)
+            return finish(HelperOutcome::failed, written.problem().message);
+    }
     if (auto switched = write_pointer(base, slot, generation); !switched)
         return finish(HelperOutcome::failed, switched.problem().message);
 

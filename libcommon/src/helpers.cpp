@@ -13,6 +13,7 @@
 
 #include "json_text.hpp"
 
+#include "volwatch/boot_entries.hpp"
 #include "volwatch/digest.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/safe_path.hpp"
@@ -234,7 +235,7 @@ std::vector<HelperTarget> helper_targets_for(const Volume& volume, const HostCon
             matches = !ec && canonical == volume.root;
         }
         if (matches)
-            for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount, mapping.fstype, {}});
+            for (const auto& target : mapping.targets) targets.push_back(HelperTarget{target, mapping.require_mount, mapping.fstype, {}, mapping.entry});
     }
     return targets;
 }
@@ -284,6 +285,18 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const Helper
         verdict.reason = std::move(unmounted);
         return verdict;
     }
+    // Entries that name a set that is not there, or a live generation that
+    // failed to boot, are errors whatever else is stale.
+    BootEntryVerdict entries;
+    if (helper.entry) {
+        entries = check_boot_entries(target, *helper.entry, config.helper_files, read_live_pointer(target));
+        if (entries.error) {
+            verdict.state = CacheState::error;
+            verdict.reason = std::move(entries.reason);
+            if (stamp) verdict.generation = stamp->generation;
+            return verdict;
+        }
+    }
     if (!stamp) return stale("never synced (no bootstamp)");
     verdict.generation = stamp->generation;
 
@@ -331,6 +344,7 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const Helper
                 return stale(fmt::format("{} on {} was changed behind volwatch's back", relpath, target.string()));
         }
     }
+    if (entries.stale) return stale(std::move(entries.reason));
     return verdict;
 }
 

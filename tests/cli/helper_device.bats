@@ -226,3 +226,27 @@ image_files() {
     [ "$status" -eq 1 ]
     [[ "$output" == *"helper LABEL=$LABEL  error: no device with LABEL=$LABEL found; "*" block devices could not be read (needs root)"* ]]
 }
+
+@test "a device target with [helpers.entry] gets its boot entries through the same sync; vcheck checks them read-only" {
+    use_target "UUID=$ESP_UUID" "$(printf '[helpers.entry]\nid = "debian"\nlinux = "boot/vmlinuz"\noptions = "root=UUID=1 ro"\n')"
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    not_mounted
+    entries=$(debugfs -R "ls -p /loader/entries" "$SANDBOX/image" 2>/dev/null | cut -d/ -f6 | grep -v '^\.*$' | tr '\n' ' ')
+    [ "$entries" = "debian-1.conf " ]
+    debugfs -R "cat /loader/entries/debian-1.conf" "$SANDBOX/image" 2>/dev/null | grep -qx "linux /volwatch/slot-a/boot/vmlinuz"
+    run "$VCHECK" "$VOL"
+    [[ "$output" == *"helper UUID=$ESP_UUID  clean (generation 1)"* ]]
+    sed -i 's/^options = .*/options = "root=UUID=1 ro quiet"/' "$HOST"
+    before=$(sha256sum < "$SANDBOX/image")
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [[ "$output" == *"helper UUID=$ESP_UUID  stale: boot entry debian-1.conf on UUID=$ESP_UUID"*"differs from what the host config asks now"* ]]
+    [ "$(sha256sum < "$SANDBOX/image")" = "$before" ]
+    run "$VREBUILD" "$VOL"
+    [ "$status" -eq 0 ]
+    entries=$(debugfs -R "ls -p /loader/entries" "$SANDBOX/image" 2>/dev/null | cut -d/ -f6 | grep -v '^\.*$' | sort | tr '\n' ' ')
+    [ "$entries" = "debian-1.conf debian-2.conf " ]
+    not_mounted
+}

@@ -335,6 +335,10 @@ assert doc["exit_code"] == 0
     files=(boot/vmlinuz boot/initrd.img boot/grub.cfg)
     printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img", "boot/grub.cfg"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
     printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
+    # Boot loader entries on both targets, with boot counting: the oracle
+    # also checks that every entry names a sealed set of its generation and
+    # that the default entry names the live set (or the newer one being switched to).
+    printf '[helpers.entry]\nlinux = "boot/vmlinuz"\ninitrd = ["boot/initrd.img"]\ntries = 3\n' >> "$HOST"
     write_version() {  # a multi-megabyte set whose files all say which version they are
         "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$1" "$RANDOM" "${files[@]/#/$VOL/}"
     }
@@ -359,7 +363,7 @@ assert doc["exit_code"] == 0
         wait "$pid" 2>/dev/null || true
         unsealed=0
         for esp in esp1 esp2; do
-            got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$esp" "${files[@]}") || {
+            got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" --entries volwatch "$SANDBOX/$esp" "${files[@]}") || {
                 echo "trial $trial (seed $seed): $esp: $got"; return 1; }
             # Exactly the set it held before this run, or the new one: an
             # older set would be a rollback.
@@ -385,8 +389,10 @@ assert doc["exit_code"] == 0
     run "$VREBUILD" --helpers-only "$VOL"
     [ "$status" -eq 0 ]
     for esp in esp1 esp2; do
-        got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "$SANDBOX/$esp" "${files[@]}")
+        got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" --entries volwatch "$SANDBOX/$esp" "${files[@]}")
         [ "$got" = "$version" ]
+        # The newest entry and the previous generation's, nothing older.
+        [ "$(ls "$SANDBOX/$esp/loader/entries" | wc -l)" -eq 2 ]
     done
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper $SANDBOX/esp1  clean"* ]]
@@ -409,6 +415,7 @@ assert doc["exit_code"] == 0
     files=(boot/vmlinuz boot/initrd.img)
     printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
     printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp"]\n' "$VOL" "$SANDBOX" >> "$HOST"
+    printf '[helpers.entry]\nlinux = "boot/vmlinuz"\ninitrd = ["boot/initrd.img"]\n' >> "$HOST"
     seed=${VOLWATCH_STRESS_SEED:-$(date +%s)}
     echo "# seed $seed (VOLWATCH_STRESS_SEED=$seed to repeat)" >&3
     run unshare -m bash -c '
@@ -422,10 +429,10 @@ assert doc["exit_code"] == 0
             "$PYTHON" "${3%/*}/write_version.py" "$trial" "$RANDOM" "$0/vol/boot/vmlinuz" "$0/vol/boot/initrd.img"
             "$2" --helpers-only "$0/vol" 2>/dev/null & pid=$!
             sleep "0.0$(( RANDOM % 90 ))"; kill -9 $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
-            "$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img >/dev/null || { echo "trial $trial: $("$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img)"; exit 1; }
+            "$PYTHON" "$3" --entries volwatch "$0/esp" boot/vmlinuz boot/initrd.img >/dev/null || { echo "trial $trial: $("$PYTHON" "$3" --entries volwatch "$0/esp" boot/vmlinuz boot/initrd.img)"; exit 1; }
         done
         "$2" --helpers-only "$0/vol" 2>/dev/null
-        "$PYTHON" "$3" "$0/esp" boot/vmlinuz boot/initrd.img
+        "$PYTHON" "$3" --entries volwatch "$0/esp" boot/vmlinuz boot/initrd.img
         umount "$0/esp"
     ' "$SANDBOX" "$seed" "$VREBUILD" "$BATS_TEST_DIRNAME/helper_check.py"
     echo "$output"

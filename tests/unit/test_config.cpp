@@ -1402,3 +1402,76 @@ TEST_F(ConfigTest, ExpandArgvLeavesOthersAlone) {
     EXPECT_EQ(expand_argv({"{root}"}, tricky), (std::vector<std::string>{"/mnt/{cache}"}));
     EXPECT_TRUE(expand_argv({}, values).empty());
 }
+
+namespace {
+
+std::string with_entry(const std::string& entry) {
+    return "[[helpers]]\nvolume = \"/\"\ntargets = [\"/boot/efi\"]\n[helpers.entry]\n" + entry;
+}
+
+TEST(ConfigBootEntry, EveryKeyAndTheDefaults) {
+    auto host = parse_host_config(with_entry("id = \"debian\"\ntitle = \"Debian {slot}\"\nlinux = \"./boot//vmlinuz\"\n"
+                                             "initrd = [\"boot/initrd.img\", \"boot/ucode.img\"]\n"
+                                             "options = \"root=UUID=1 volwatch.generation={generation}\"\ntries = 3\n"),
+                                  "host.toml");
+    ASSERT_TRUE(host.ok()) << host.problem().message;
+    ASSERT_TRUE(host->helpers[0].entry.has_value());
+    const BootEntryConfig& entry = *host->helpers[0].entry;
+    EXPECT_EQ(entry.id, "debian");
+    EXPECT_EQ(entry.title, "Debian {slot}");
+    EXPECT_EQ(entry.linux_file, "boot/vmlinuz");
+    EXPECT_EQ(entry.initrd, (std::vector<std::string>{"boot/initrd.img", "boot/ucode.img"}));
+    EXPECT_EQ(entry.options, "root=UUID=1 volwatch.generation={generation}");
+    EXPECT_EQ(entry.tries, 3);
+    EXPECT_EQ(entry.line, 4);
+    auto defaults = parse_host_config(with_entry("linux = \"vmlinuz\"\n"), "host.toml");
+    ASSERT_TRUE(defaults.ok());
+    EXPECT_EQ(defaults->helpers[0].entry->id, "volwatch");
+    EXPECT_EQ(defaults->helpers[0].entry->title, "volwatch");
+    EXPECT_EQ(defaults->helpers[0].entry->tries, 0);
+    EXPECT_TRUE(defaults->helpers[0].entry->initrd.empty());
+    auto none = parse_host_config("[[helpers]]\nvolume = \"/\"\ntargets = [\"/boot/efi\"]\n", "host.toml");
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(none->helpers[0].entry.has_value());
+}
+
+TEST(ConfigBootEntry, BadKeysNameFileLineAndKey) {
+    struct Case {
+        std::string entry;
+        std::string message;
+    };
+    const Case cases[] = {
+        {"linux = \"v\"\nkernel = \"v\"\n", "host.toml:6: helpers[0].entry.kernel: unknown key"},
+        {"id = \"debian\"\n", "host.toml:4: helpers[0].entry.linux: missing required key"},
+        {"linux = \"\"\n", "host.toml:5: helpers[0].entry.linux: must not be empty"},
+        {"linux = 5\n", "host.toml:5: helpers[0].entry.linux: expected a string, found an integer"},
+        {"linux = \"v\"\nid = \"deb+ian\"\n",
+         "host.toml:6: helpers[0].entry.id: \"deb+ian\": an entry id uses only letters, digits, '.', '_' and '-' (1 to 64, no '+'), and "
+         "does not start with '.' or \"auto-\" (systemd-boot skips those)"},
+        {"linux = \"v\"\nid = \".hidden\"\n",
+         "host.toml:6: helpers[0].entry.id: \".hidden\": an entry id uses only letters, digits, '.', '_' and '-' (1 to 64, no '+'), and "
+         "does not start with '.' or \"auto-\" (systemd-boot skips those)"},
+        {"linux = \"v\"\ntries = 10\n", "host.toml:6: helpers[0].entry.tries: must be between 0 (no boot counting) and 9"},
+        {"linux = \"v\"\ntries = -1\n", "host.toml:6: helpers[0].entry.tries: must be between 0 (no boot counting) and 9"},
+        {"linux = \"v\"\ntries = \"3\"\n", "host.toml:6: helpers[0].entry.tries: expected an integer, found a string"},
+        {"linux = \"v\"\noptions = \"root={root}\"\n",
+         "host.toml:6: helpers[0].entry.options: unknown placeholder {root} in \"root={root}\"; the placeholders are {generation} and {slot}"},
+        {"linux = \"v\"\ntitle = \"OS {gen}\"\n",
+         "host.toml:6: helpers[0].entry.title: unknown placeholder {gen} in \"OS {gen}\"; the placeholders are {generation} and {slot}"},
+        {"linux = \"v\"\noptions = \"a\\nb\"\n", "host.toml:6: helpers[0].entry.options: must not contain a line break"},
+        {"linux = \"v\"\ntitle = \"a\\rb\"\n", "host.toml:6: helpers[0].entry.title: must not contain a line break"},
+        {"linux = \"../v\"\n", "host.toml:5: helpers[0].entry.linux: \"../v\": \"..\" would leave the volume"},
+        {"linux = \"boot/my kernel\"\n",
+         "host.toml:5: helpers[0].entry.linux: \"boot/my kernel\": a boot loader entry path may not contain spaces or control characters"},
+        {"linux = \"v\"\ninitrd = \"i\"\n", "host.toml:6: helpers[0].entry.initrd: expected an array of strings, found a string"},
+        {"linux = \"v\"\ninitrd = [\"\"]\n", "host.toml:6: helpers[0].entry.initrd[0]: must not be empty"},
+    };
+    for (const auto& c : cases) {
+        auto host = parse_host_config(with_entry(c.entry), "host.toml");
+        ASSERT_FALSE(host.ok()) << c.entry;
+        EXPECT_EQ(host.problem().code, ExitCode::bad_host_config);
+        EXPECT_EQ(host.problem().message, c.message);
+    }
+}
+
+}  // namespace

@@ -83,7 +83,7 @@ TEST(HelperTargetSpec, ADevPathThatIsNoBlockDeviceIsRefusedWhenTheConfigLoads) {
     auto shm = parse_target_spec("/dev/shm");
     ASSERT_TRUE(shm.ok());
     EXPECT_EQ(target_spec_problem_now(*shm), "");
-    EXPECT_FALSE(names_device(HelperTarget{"/dev/shm", false, {}, {}}));
+    EXPECT_FALSE(names_device(HelperTarget{"/dev/shm", false, {}, {}, {}}));
 }
 
 TEST(HelperTargetSpec, HostConfigNamesFileLineAndKey) {
@@ -107,13 +107,13 @@ TEST(HelperTargetSpec, HostConfigNamesFileLineAndKey) {
 }
 
 TEST(HelperTargetSpec, DeviceTargetsAreKeyedByTheirSpec) {
-    HelperTarget target{"UUID=1234-ABCD", false, "vfat", {}};
+    HelperTarget target{"UUID=1234-ABCD", false, "vfat", {}, {}};
     EXPECT_TRUE(names_device(target));
     HelperTarget mounted = target;
     mounted.path = "/tmp/volwatch-helper.abc123";
     mounted.stamp_key = "UUID=1234-ABCD";
     EXPECT_EQ(bootstamp_relpath(stamp_identity(mounted)), bootstamp_relpath(stamp_identity(target)));
-    EXPECT_FALSE(names_device(HelperTarget{"/boot/efi", false, {}, {}}));
+    EXPECT_FALSE(names_device(HelperTarget{"/boot/efi", false, {}, {}, {}}));
 }
 
 }  // namespace

@@ -30,8 +30,8 @@ protected:
     }
     std::filesystem::path root() const { return dir.path() / "vol"; }
     std::filesystem::path target() const { return dir.path() / "esp"; }
-    HelperSyncResult sync(HelperSyncOptions options = {}) { return sync_helper(root_fd.get(), volume, config, HelperTarget{target(), require_mount, {}, {}}, options); }
-    HelperVerdict check(bool deep = true) { return check_helper(root_fd.get(), config, HelperTarget{target(), require_mount, {}, {}}, deep); }
+    HelperSyncResult sync(HelperSyncOptions options = {}) { return sync_helper(root_fd.get(), volume, config, HelperTarget{target(), require_mount, {}, {}, {}}, options); }
+    HelperVerdict check(bool deep = true) { return check_helper(root_fd.get(), config, HelperTarget{target(), require_mount, {}, {}, {}}, deep); }
 
     TempDir dir;
     VolumeConfig config;

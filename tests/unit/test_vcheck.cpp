@@ -197,8 +197,8 @@ TEST_F(VcheckTest, JsonReplacesBytesThatAreNotUtf8) {
 // vcheck --list-helpers: the lines 42_volwatch reads (volwatch-grub(8)).
 TEST(HelperListTest, OneLinePerTargetInConfigOrderWithVolumeAndFstype) {
     HostConfig host;
-    host.helpers.push_back(HelperMapping{"/", {"/boot/efi", "UUID=1234-ABCD"}, "vfat", false, 3});
-    host.helpers.push_back(HelperMapping{"UUID=2f6b", {"/srv/esp"}, "", false, 7});
+    host.helpers.push_back(HelperMapping{"/", {"/boot/efi", "UUID=1234-ABCD"}, "vfat", false, {}, 3});
+    host.helpers.push_back(HelperMapping{"UUID=2f6b", {"/srv/esp"}, "", false, {}, 7});
     auto list = format_helper_list(host);
     ASSERT_TRUE(list.ok());
     EXPECT_EQ(*list, "/\t/boot/efi\tvfat\n/\tUUID=1234-ABCD\tvfat\nUUID=2f6b\t/srv/esp\t-\n");
@@ -209,7 +209,7 @@ TEST(HelperListTest, RefusesWhatOneLineCannotCarry) {
     for (const std::string bad : {"/boot/a\tb", "/boot/a\nb", ""}) {
         HostConfig host;
         host.source = "/etc/volwatch/volwatch.toml";
-        host.helpers.push_back(HelperMapping{"/", {"/boot/efi", bad}, "", false, 4});
+        host.helpers.push_back(HelperMapping{"/", {"/boot/efi", bad}, "", false, {}, 4});
         auto list = format_helper_list(host);
         ASSERT_FALSE(list.ok()) << bad;
         EXPECT_EQ(list.problem().code, ExitCode::bad_host_config);

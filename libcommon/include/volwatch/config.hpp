@@ -29,12 +29,25 @@ struct Rebuilder {
     Duration timeout{std::chrono::minutes(10)};
 };
 
+/// [helpers.entry]: a Boot Loader Specification Type #1 entry written on each
+/// target of a [[helpers]] table at every switch (boot_entries.hpp).
+struct BootEntryConfig {
+    std::string id = "volwatch";       // names loader/entries/<id>-<generation>[+<tries>].conf; [A-Za-z0-9._-], no '+'
+    std::string title = "volwatch";    // may hold {generation} and {slot}; " (generation N)" is appended
+    std::string linux_file;            // one of the volume's helper files, lexically normal
+    std::vector<std::string> initrd;   // helper files, lexically normal, in order
+    std::string options;               // kernel command line; may hold {generation} and {slot}
+    int tries = 0;                     // boot counting: 0 = off, 1..9 tries
+    int line = 0;                      // where [helpers.entry] starts
+};
+
 /// Where a volume's helper files are copied to; defined only in the host config.
 struct HelperMapping {
     std::string volume;  // a path inside the volume, or "UUID=..."
     std::vector<std::filesystem::path> targets;  // directories or device specs (helper_device.hpp), as parsed
     std::string fstype;          // the file-system type a device target must hold ("" = any)
     bool require_mount = false;  // a target that is not a mount point is an error, even before the first sync
+    std::optional<BootEntryConfig> entry;  // [helpers.entry]: write boot loader entries on the targets
     int line = 0;
 };
 

@@ -101,6 +101,7 @@ struct HelperTarget {
     bool require_mount = false;  // [[helpers]] require_mount
     std::string fstype;          // [[helpers]] fstype: the type a device target must hold ("" = any)
     std::string stamp_key;       // keys the bootstamp instead of `path` (a device target's spec while it is mounted)
+    std::optional<BootEntryConfig> entry;  // [helpers.entry]: boot loader entries written at each switch
 };
 
 /// What keys the bootstamp of `target`: its stamp_key, else its path.
