@@ -82,6 +82,13 @@ endif()
 # the static libraries: fewer pages to read and touch at start-up.
 check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" VOLWATCH_HAVE_PACK_RELATIVE_RELOCS)
 add_library(volwatch_program_link INTERFACE)
+# One section per function and object, so that --gc-sections drops what a
+# program never reaches: without them it keeps whole object files, and
+# vlock carried libblkid (helper_device.o) and its probe tables, 12 more page
+# faults per run.
+if(NOT VOLWATCH_LINKING STREQUAL "shared")
+  add_compile_options(-ffunction-sections -fdata-sections)
+endif()
 if(VOLWATCH_LINKING STREQUAL "static-pie")
   target_compile_options(volwatch_program_link INTERFACE -fPIE)
   target_link_options(volwatch_program_link INTERFACE -static-pie)

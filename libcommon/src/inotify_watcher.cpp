@@ -13,6 +13,7 @@
 #include <set>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <tuple>
 #include <unistd.h>
 #include <unordered_map>
@@ -60,6 +61,21 @@ std::string max_watches_text() {
     return text;
 }
 
+// True if the file system holding `dir` counts a directory's subdirectories
+// in its link count (2 + subdirectories), so that a directory with a count of
+// 2 has none and one with N needs reading only until N - 2 are seen. Only the
+// file systems known to keep it: btrfs and overlayfs report 1, and a file
+// system that reported 2 for every directory would hide whole subtrees.
+bool counts_subdirectories(const fs::path& dir) {
+    constexpr long ext_magic = 0xEF53;  // ext2, ext3, ext4
+    constexpr long tmpfs_magic = 0x01021994;
+    constexpr long xfs_magic = 0x58465342;
+    struct statfs sfs {};
+    if (::statfs(dir.c_str(), &sfs) != 0) return false;
+    long type = static_cast<long>(sfs.f_type);
+    return type == ext_magic || type == tmpfs_magic || type == xfs_magic;
+}
+
 class InotifyWatcher final : public Watcher {
 public:
     InotifyWatcher() : fd_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
@@ -88,6 +104,7 @@ public:
             owner.depth = target.depth;
             owner.base = base.string();
             owner.device = st.st_dev;
+            owner.subdir_links = counts_subdirectories(base);
             owner.relpath = prefix.empty() ? target.relpath : prefix + "/" + target.relpath;
             owner.skip = prefix.empty() ? state_relpath : prefix + "/" + state_relpath;
             owner.live = true;
@@ -159,6 +176,7 @@ private:
         dev_t device = 0;     // base's device: recursion stays on it
         std::string relpath;  // the target, relative to base
         std::string skip;     // volwatch's state directory, never watched
+        bool subdir_links = false;  // base's file system counts subdirectories in link counts
         bool live = false;
     };
     // An interest of an owner in a watched directory: every entry (child
@@ -201,11 +219,13 @@ private:
     }
 
     // Watches the directory `path` names (relative to the working directory
-    // or absolute; `shown` is its absolute path); -1 when it cannot (noted in setup_).
-    int ensure_watch(const char* path, const std::string& shown, int parent, const std::string& name) {
+    // or absolute), entry `name` of the watched directory `parent` (-1: `name`
+    // is an absolute path); -1 when it cannot (noted in setup_).
+    int ensure_watch(const char* path, int parent, const std::string& name) {
         int wd = ::inotify_add_watch(fd_.get(), path, watch_mask);
         if (wd < 0) {
             if (errno == ENOSPC || errno == ENOMEM) {
+                std::string shown = parent < 0 ? name : joined(path_of(parent), name);
                 if (setup_.complete)
                     setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
                                                                    max_watches_text(), shown)
@@ -231,18 +251,18 @@ private:
     void setup_target(std::uint32_t index) {
         const Owner owner = owners_[index];
         std::string path = owner.base;
-        int wd = ensure_watch(path.c_str(), path, -1, path);
+        int wd = ensure_watch(path.c_str(), -1, path);
         if (wd < 0) return;
         std::vector<std::string> parts = split_path(owner.relpath);
         std::string rel;
         for (std::size_t i = 0; i < parts.size(); ++i) {
             add_interest(nodes_[wd], Interest{index, 0, parts[i]});
-            std::string next = path == "/" ? "/" + parts[i] : path + "/" + parts[i];
+            std::string next = joined(path, parts[i]);
             rel = rel.empty() ? parts[i] : rel + "/" + parts[i];
             struct stat st {};
             if (::lstat(next.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;  // missing, or a file: watched by name
             if (i + 1 < parts.size()) {
-                wd = ensure_watch(next.c_str(), next, wd, parts[i]);
+                wd = ensure_watch(next.c_str(), wd, parts[i]);
                 if (wd < 0) return;
                 path = std::move(next);
             } else if (owner.depth > 0) {
@@ -258,12 +278,15 @@ private:
     // directory is looked at by a one-component name from its parent (the
     // working directory is moved there and restored), and one whose link
     // count says it has no subdirectories (2, as find(1) relies on) is never
-    // opened or read.
+    // opened or read (on file systems whose link counts say so: see
+    // counts_subdirectories). The full path of a directory is only spelt out
+    // for one that is read in turn: building two strings per directory was
+    // half of the walk's instructions.
     void walk(std::uint32_t index, const std::string& path, const std::string& rel, int parent, const std::string& name,
               std::uint32_t level) {
         const Owner& owner = owners_[index];
         if (rel == owner.skip) return;
-        int top_wd = ensure_watch(path.c_str(), path, parent, name);
+        int top_wd = ensure_watch(path.c_str(), parent, name);
         if (top_wd < 0) return;
         add_interest(nodes_[top_wd], Interest{index, level, {}});
         if (level + 1 >= owner.depth) return;
@@ -281,7 +304,8 @@ private:
             std::size_t next = 0;
         };
         std::vector<Frame> stack;
-        std::vector<std::string> first = subdirectories(top.get(), st.st_nlink);
+        const nlink_t unknown = 0;  // subdirectories() then reads to the end
+        std::vector<std::string> first = subdirectories(top.get(), owner.subdir_links ? st.st_nlink : unknown);
         stack.push_back(Frame{std::move(top), top_wd, level, path, rel, std::move(first)});
         std::size_t cwd_frame = ~std::size_t{0};
         while (!stack.empty() && setup_.complete) {
@@ -291,9 +315,7 @@ private:
                 continue;
             }
             const std::string& child = frame.subdirs[frame.next++];
-            std::string child_path = frame.path == "/" ? "/" + child : frame.path + "/" + child;
-            std::string child_rel = frame.rel + "/" + child;
-            if (child_rel == owner.skip) continue;
+            if (is_skipped(owner, frame.rel, child)) continue;
             struct stat cst {};
             if (::fstatat(frame.fd.get(), child.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(cst.st_mode) ||
                 cst.st_dev != owner.device)
@@ -301,17 +323,18 @@ private:
             int wd = -1;
             if (saved_cwd && (cwd_frame == stack.size() - 1 || ::fchdir(frame.fd.get()) == 0)) {
                 cwd_frame = stack.size() - 1;
-                wd = ensure_watch(child.c_str(), child_path, frame.wd, child);
+                wd = ensure_watch(child.c_str(), frame.wd, child);
             } else {
-                wd = ensure_watch(child_path.c_str(), child_path, frame.wd, child);
+                wd = ensure_watch(joined(frame.path, child).c_str(), frame.wd, child);
             }
             if (wd < 0) continue;
             add_interest(nodes_[wd], Interest{index, frame.level + 1, {}});
-            if (frame.level + 2 >= owner.depth || cst.st_nlink == 2) continue;
+            if (frame.level + 2 >= owner.depth || (owner.subdir_links && cst.st_nlink == 2)) continue;
             UniqueFd fd(::openat(frame.fd.get(), child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             if (!fd) continue;
-            std::vector<std::string> subdirs = subdirectories(fd.get(), cst.st_nlink);
+            std::vector<std::string> subdirs = subdirectories(fd.get(), owner.subdir_links ? cst.st_nlink : unknown);
             std::uint32_t child_level = frame.level + 1;  // `frame` dangles after the push
+            std::string child_path = joined(frame.path, child), child_rel = frame.rel + "/" + child;
             stack.push_back(Frame{std::move(fd), wd, child_level, std::move(child_path), std::move(child_rel), std::move(subdirs)});
         }
         if (saved_cwd) (void)::fchdir(saved_cwd.get());
@@ -323,6 +346,7 @@ private:
     std::vector<std::string> subdirectories(int fd, nlink_t nlink) {
         std::vector<std::string> names;
         std::size_t expected = nlink >= 2 ? nlink - 2 : ~std::size_t{0};
+        if (nlink >= 2) names.reserve(expected);
         while (names.size() < expected) {
             long n = ::getdents64(fd, dirents_, sizeof dirents_);
             if (n <= 0) break;
@@ -387,6 +411,17 @@ private:
                 }
             }
         }
+    }
+
+    [[nodiscard]] static std::string joined(const std::string& dir, const std::string& name) {
+        return dir.ends_with('/') ? dir + name : dir + "/" + name;
+    }
+
+    // True if `rel`/`name` is the owner's state directory (without building the path).
+    [[nodiscard]] static bool is_skipped(const Owner& owner, const std::string& rel, const std::string& name) {
+        const std::string& skip = owner.skip;
+        return skip.size() == rel.size() + 1 + name.size() && skip.starts_with(rel) && skip[rel.size()] == '/' &&
+               skip.ends_with(name);
     }
 
     [[nodiscard]] static std::string relative(const Owner& owner, const std::string& full) {

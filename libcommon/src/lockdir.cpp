@@ -59,17 +59,22 @@ Status check_directory(const struct stat& st, const fs::path& path) {
 // Opens (and with `create`, makes) the directory `name` under `at` without
 // following a symlink in its last component. ENOENT is returned as a
 // Problem whose code is unknown_volume so callers can tell it apart.
-Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown, bool create, mode_t mode = 0755) {
+// `st` receives the directory's stat.
+Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown, bool create, struct stat& st,
+                                mode_t mode = 0755) {
+    constexpr int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
     bool made = false;
-    if (create) {
+    // Opened first: it exists on every run but the first.
+    UniqueFd fd(::openat(at, name, flags));
+    if (!fd && errno == ENOENT && create) {
         if (::mkdirat(at, name, mode) == 0) made = true;
         else if (errno != EEXIST) return system_problem(shown, "cannot create the lock directory", errno);
+        fd.reset(::openat(at, name, flags));
     }
-    UniqueFd fd(::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd) {
         int error = errno;
-        struct stat st{};
-        if (::fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+        struct stat link{};
+        if (::fstatat(at, name, &link, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(link.st_mode))
             return refusal(shown, "a symlinked lock directory");
         if (error == ENOENT) return Problem{ExitCode::unknown_volume, fmt::format("{}: does not exist", shown.string())};
         if (error == ENOTDIR) return refusal(shown, "the lock directory: not a directory");
@@ -77,7 +82,6 @@ Result<UniqueFd> open_directory(int at, const char* name, const fs::path& shown,
     }
     // mkdir's mode passes through the umask; readers (vcheck) need 0755.
     if (made) ::fchmod(fd.get(), mode);
-    struct stat st{};
     if (::fstat(fd.get(), &st) != 0) return system_problem(shown, "stat", errno);
     if (auto checked = check_directory(st, shown); !checked) return checked.problem();
     // guard/ must be ours alone: tighten a readable one we own.
@@ -148,7 +152,8 @@ Result<LockDir> LockDir::open(const fs::path& path, LockDirAccess access) {
     bool write = access == LockDirAccess::write;
     LockDir dir;
     dir.path_ = path;
-    auto top = open_directory(AT_FDCWD, path.c_str(), path, write);
+    struct stat st{};
+    auto top = open_directory(AT_FDCWD, path.c_str(), path, write, st);
     if (!top) {
         if (!write && top.problem().code == ExitCode::unknown_volume) return dir;
         if (top.problem().code == ExitCode::unknown_volume)
@@ -156,8 +161,6 @@ Result<LockDir> LockDir::open(const fs::path& path, LockDirAccess access) {
         return top.problem();
     }
     dir.dir_ = std::move(*top);
-    struct stat st{};
-    if (::fstat(dir.dir_.get(), &st) != 0) return system_problem(path, "stat", errno);
     dir.owner_ = st.st_uid;
     if (write) {
         uid_t me = ::geteuid();
@@ -167,11 +170,11 @@ Result<LockDir> LockDir::open(const fs::path& path, LockDirAccess access) {
                                        path.string())};
         dir.writable_ = true;
     }
-    auto volumes = open_directory(dir.dir_.get(), "volumes", path / "volumes", write);
+    auto volumes = open_directory(dir.dir_.get(), "volumes", path / "volumes", write, st);
     if (volumes) dir.volumes_ = std::move(*volumes);
     else if (write || volumes.problem().code != ExitCode::unknown_volume) return volumes.problem();
     if (write) {
-        auto guards = open_directory(dir.dir_.get(), "guard", path / "guard", true, 0700);
+        auto guards = open_directory(dir.dir_.get(), "guard", path / "guard", true, st, 0700);
         if (!guards) return guards.problem();
         dir.guards_ = std::move(*guards);
     }

@@ -1,9 +1,12 @@
 #include "volwatch/vlock.hpp"
 
 #include <algorithm>
+#include <array>
+#include <climits>
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -137,6 +140,30 @@ private:
     sigset_t old_{};
     UniqueFd fd_;
 };
+
+// Where execvp(3) would find `name`, into `found`: the first PATH entry that
+// names a file we may execute. False when `name` holds a slash, PATH is unset
+// or nothing is found: execvp then searches, and reports, itself (and it
+// also covers what this misses: a directory, a script without "#!").
+// Runs in the forked child, so without allocating: no page is written that
+// the parent shares.
+bool find_in_path(const char* name, std::array<char, PATH_MAX>& found) {
+    const char* path = std::getenv("PATH");
+    if (path == nullptr || std::strchr(name, '/') != nullptr) return false;
+    const std::size_t name_length = std::strlen(name);
+    for (std::string_view dirs(path);;) {
+        std::size_t colon = dirs.find(':');
+        std::string_view dir = dirs.substr(0, colon);
+        if (dir.size() + name_length + 2 <= found.size()) {
+            char* end = std::copy(dir.begin(), dir.end(), found.data());
+            if (!dir.empty()) *end++ = '/';  // an empty entry is the working directory
+            std::memcpy(end, name, name_length + 1);
+            if (::faccessat(AT_FDCWD, found.data(), X_OK, AT_EACCESS) == 0) return true;
+        }
+        if (colon == std::string_view::npos) return false;
+        dirs.remove_prefix(colon + 1);
+    }
+}
 
 std::string join(const std::vector<std::string>& words) {
     std::string out;
@@ -290,11 +317,17 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     if (child == 0) {
         ::sigprocmask(SIG_SETMASK, &signals.old_mask(), nullptr);
         ::close(go[1]);
+        // The PATH search is done while parked: after the grant, one exec
+        // instead of one failed exec per PATH directory ahead of the command's.
+        // execvp stays the fallback, and reports the error if there is one.
+        std::array<char, PATH_MAX> found;
+        bool searched = find_in_path(argv[0], found);
         char byte = 0;
         ssize_t n;
         while ((n = ::read(go[0], &byte, 1)) < 0 && errno == EINTR) {
         }
         if (n != 1) ::_exit(to_int(ExitCode::busy));
+        if (searched) ::execv(found.data(), argv.data());
         ::execvp(argv[0], argv.data());
         int error = errno;
         const char* reason = std::strerror(error);

@@ -52,6 +52,22 @@ teardown() { lock_teardown; }
     [ "$status" -eq 0 ]
 }
 
+@test "the command is found through PATH as execvp(3) finds it, though the search is done before the grant" {
+    mkdir -p "$T/bin1" "$T/bin2"
+    printf '#!/bin/sh\necho first\n' >"$T/bin1/probe"  # not executable: passed over
+    printf '#!/bin/sh\necho second\n' >"$T/bin2/probe"
+    printf 'echo no interpreter line\n' >"$T/bin2/plain"  # ENOEXEC: execvp runs it with sh
+    chmod +x "$T/bin2/probe" "$T/bin2/plain"
+    PATH="$T/bin1:$T/bin2:$PATH" run --separate-stderr "$VLOCK" "$V" -- probe
+    [ "$status" -eq 0 ]
+    [ "$output" = second ]
+    PATH="$T/bin1:$T/bin2:$PATH" run --separate-stderr "$VLOCK" "$V" -- plain
+    [ "$status" -eq 0 ]
+    [ "$output" = "no interpreter line" ]
+    run -126 --separate-stderr env PATH="$T/bin1" "$VLOCK" "$V" -- probe
+    [[ $stderr == *"vlock: probe: Permission denied"* ]]
+}
+
 @test "the busy message names the holder, its command, since when, and how many wait" {
     spawn "$VLOCK" "$V" -- sleep 60
     wait_until 5 locked

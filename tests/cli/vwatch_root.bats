@@ -35,7 +35,7 @@ teardown() {
     stop_vwatch
     [[ -n ${holder:-} ]] && kill -9 "$holder" 2>/dev/null
     local m
-    for m in "${MNT:-}" "${SANDBOX:-}/moved"; do
+    for m in "${MNT:-}" "${SANDBOX:-}/moved" "${SANDBOX:-}"/binds/*; do
         if [[ -n $m ]] && mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m"; fi
     done
     remove_sandbox
@@ -165,6 +165,24 @@ gone_volume_leaves_the_parent_watched() {
     echo "# vwatch CPU after the storm: $ticks ticks" >&3
     (( ticks < $(getconf CLK_TCK) ))
     [ "$(log_count "$MNT: stopped watching")" -eq 0 ]
+}
+
+# The storm's events are read in rests (mount_event_batch in vwatch.cpp):
+# the volume's mount, queued among the binds, must still lead to a re-read.
+@test "a volume mounted in the middle of a mount storm is still picked up" {
+    start_vwatch --settle 200ms --startup-delay 0
+    mkdir -p "$SANDBOX/binds" "$SANDBOX/bound"
+    local i
+    for ((i = 0; i < 300; i++)); do
+        mkdir -p "$SANDBOX/binds/$i"
+        mount --bind "$SANDBOX/bound" "$SANDBOX/binds/$i"
+        if ((i == 150)); then mount_volume; fi
+    done
+    for ((i = 0; i < 300; i++)); do umount "$SANDBOX/binds/$i"; done
+    wait_for_log "$MNT: watching \((uuid|dev)-[^,]*, 1 cache" 15
+    wait_for "grep -q -- ' $MNT\$' '$SANDBOX/rebuilds.log'" 15
+    wait_for_log "$MNT: clean" 15
+    kill -0 "$VWATCH_PID"
 }
 
 @test "a volume moved to another mount point is followed there (the seed's vol_changed)" {
