@@ -46,7 +46,7 @@ cat >>"$VM_RUN/common.sh" <<'STEP'
 entries() { ls /boot/efi2/loader/entries 2>/dev/null | sort | tr '\n' ' ' | sed 's/ $//'; }
 selected() {   # LoaderEntrySelected: 4 bytes of attributes, then UTF-16LE (ASCII here)
     local var=/sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
-    if [ -r $var ]; then tail -c +5 $var | tr -d '\0'; else echo none; fi
+    if [ -r $var ]; then cat $var | tail -c +5 | tr -d '\0'; else echo none; fi   # efivarfs cannot seek
 }
 run() {   # run NAME CMD...: its output as VWLOG lines, its status as "NAME-exit"
     local name=$1 rc=0; shift
@@ -58,6 +58,10 @@ STEP
 
 cat >"$VM_RUN/setup.sh" <<'STEP'
 source /run/vwtest/common.sh
+# systemd-bless-boot looks for the ESP it was booted from at /efi, /boot and
+# /boot/efi; this one is mounted at /boot/efi2.
+mkdir -p /etc/systemd/system/systemd-bless-boot.service.d
+printf '[Service]\nEnvironment=SYSTEMD_ESP_PATH=/boot/efi2\n' >/etc/systemd/system/systemd-bless-boot.service.d/esp.conf
 cfg=/etc/volwatch/volwatch.toml
 sed -n '/^\[\[helpers\]\]/q;p' $cfg >/run/head.toml
 { cat /run/head.toml; printf '[[helpers]]\nvolume  = "/"\ntargets = ["/boot/efi"]\n\n%s\n' "$entry_table"; } >$cfg
@@ -78,6 +82,8 @@ vw_report selected "$(selected)"
 g=$(vw_cmdline generation)
 for _ in $(seq 1 60); do entries | grep -q "vwvm-$g.conf" && break; sleep 1; done
 vw_report blessed "$(entries)"
+vw_report bless-unit "$(systemctl show -p ActiveState,Result --value systemd-bless-boot.service | tr '\n' ' ')"
+journalctl -b -u systemd-bless-boot --no-pager -o cat | sed 's/^/VWLOG bless: /' >&3
 run vcheck vcheck --all
 # The broken generation: ESP 2 alone gets an initramfs of random bytes.
 good=$(readlink -f /initrd.img)
@@ -183,6 +189,7 @@ while (( cut < cuts )); do
     read -r gen slot from <<<"$(vm_result booted)"
     [[ $gen =~ ^[0-9]+$ ]] || vm_fail "cut $cut: systemd-boot did not boot a volwatch generation ('$gen')"
     vm_expect "cut $cut: booted from ESP 2" "$from" "$esp"
+    vm_log "cut $cut: systemd-boot started generation $gen (slot $slot), entry $(vm_result selected)"
     vm_expect "cut $cut: no initramfs unpacking error" "$(vm_result unpack-errors)" 0
     vm_expect "cut $cut: vrebuild / completes the update" "$(vm_result repair-exit)" 0
     vm_expect "cut $cut: vcheck --all is clean" "$(vm_result vcheck-exit)" 0
