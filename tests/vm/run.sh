@@ -3,7 +3,8 @@
 # after a normal build. Usage: tests/vm/run.sh DEB [SCENARIO...]
 # Scenarios (default: all, in this order): boot-sync grub-dropin sd-boot esp-unmounted
 # power-loss shutdown package unmount
-# Environment: VOLWATCH_VM_CUTS (power cuts, default 2), VOLWATCH_VM_SEED,
+# Environment: VOLWATCH_VM_CUTS (power cuts, default 2), VOLWATCH_VM_SDBOOT_CUTS
+# (the systemd-boot scenario's, default 1), VOLWATCH_VM_SEED,
 # VOLWATCH_VM_BUDGET (seconds: no scenario starts once the suite has run this
 # long; the ones left are printed as skipped, never counted as passed),
 # VOLWATCH_VM_CACHE (base root cache, default /var/cache/volwatch-vm),

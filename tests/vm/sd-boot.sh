@@ -13,14 +13,13 @@
 #      then falls back by itself to the previous entry; vcheck reports the
 #      failed generation, vrebuild refuses to overwrite the set that boots
 #      without --force;
-#   4. with VOLWATCH_VM_CUTS > 0, power cuts (QEMU killed) while ESP 2's
+#   4. VOLWATCH_VM_SDBOOT_CUTS (default 1) power cuts (QEMU killed) while ESP 2's
 #      entries and slots are rewritten in a loop; after each, systemd-boot
 #      boots a complete set and the entries on the ESP, read from the host,
 #      each name a slot sealed with their generation.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-cuts=${VOLWATCH_VM_CUTS:-2}
-(( cuts > 1 )) && cuts=1   # one cut here; power-loss.sh makes the many
+cuts=${VOLWATCH_VM_SDBOOT_CUTS:-1}   # one cut by default; power-loss.sh makes the many
 seed=${VOLWATCH_VM_SEED:-$(date +%s)}
 window=${VOLWATCH_VM_CUT_WINDOW:-20}
 RANDOM=$seed
