@@ -32,22 +32,7 @@ std::optional<std::uint64_t> parse_number(std::string_view digits) {
     return value;
 }
 
-std::optional<std::string> read_small_file(const fs::path& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-    struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) > max_entry_bytes)
-        return std::nullopt;
-    std::string text(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::read(fd.get(), text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    text.resize(done);
-    return text;
-}
+std::optional<std::string> read_small_file(const fs::path& path) { return read_regular_file(path, max_entry_bytes); }
 
 // {generation} and {slot}, where config.cpp's parser sees placeholders.
 std::string expand(std::string_view text, std::uint64_t generation, const std::string& slot) {

@@ -71,4 +71,26 @@ Status write_file_atomically(int dir_fd, const std::string& name, std::string_vi
     return success();
 }
 
+std::optional<std::string> read_regular_file(int fd, std::size_t max_bytes) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) > max_bytes)
+        return std::nullopt;
+    std::string text(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<std::size_t>(n);
+    }
+    text.resize(done);
+    return text;
+}
+
+std::optional<std::string> read_regular_file(const std::filesystem::path& path, std::size_t max_bytes) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
+    if (!fd) return std::nullopt;
+    return read_regular_file(fd.get(), max_bytes);
+}
+
 }  // namespace volwatch

@@ -15,6 +15,7 @@
 
 #include "volwatch/boot_entries.hpp"
 #include "volwatch/digest.hpp"
+#include "volwatch/fsutil.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -26,27 +27,8 @@ constexpr std::size_t max_metadata_bytes = 4 * 1024 * 1024;
 
 FileTime to_ns(const struct timespec& ts) { return static_cast<FileTime>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec; }
 
-std::optional<std::string> read_fd(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) > max_metadata_bytes)
-        return std::nullopt;
-    std::string text(static_cast<std::size_t>(st.st_size), '\0');
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::read(fd, text.data() + done, text.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        done += static_cast<std::size_t>(n);
-    }
-    text.resize(done);
-    return text;
-}
-
-std::optional<std::string> read_path(const fs::path& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));
-    if (!fd) return std::nullopt;
-    return read_fd(fd.get());
-}
+std::optional<std::string> read_fd(int fd) { return read_regular_file(fd, max_metadata_bytes); }
+std::optional<std::string> read_path(const fs::path& path) { return read_regular_file(path, max_metadata_bytes); }
 
 nlohmann::json files_json(const std::map<std::string, StampedFile>& files, bool with_times) {
     nlohmann::json out = nlohmann::json::object();

@@ -3,6 +3,9 @@
 // symlinks, and files replaced atomically.
 #pragma once
 
+#include <cstddef>
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,5 +23,12 @@ namespace volwatch {
 /// After a crash the name holds the old content or the new, never a mix.
 [[nodiscard]] Status write_file_atomically(int dir_fd, const std::string& name, std::string_view content,
                                            unsigned mode = 0644);
+
+/// The whole content of the regular file open at `fd`, or nullopt when it is
+/// not a regular file, is larger than `max_bytes` or cannot be read.
+[[nodiscard]] std::optional<std::string> read_regular_file(int fd, std::size_t max_bytes);
+/// The same for `path`, opened without following a final symlink and without
+/// blocking on a FIFO.
+[[nodiscard]] std::optional<std::string> read_regular_file(const std::filesystem::path& path, std::size_t max_bytes);
 
 }  // namespace volwatch
