@@ -172,6 +172,11 @@ Status in_private_mount(const HelperDevice& device, bool read_only, Work&& work)
             flags |= MS_RDONLY;
             // A read-only ext3/ext4 mount would still replay a dirty journal.
             if (device.fstype == "ext3" || device.fstype == "ext4") options = "noload";
+        } else {
+            // Directory changes written synchronously, in the kernel's order:
+            // vfat then frees a cluster only after the entry naming it is on
+            // disk, and allocates one before an entry names it.
+            flags |= MS_DIRSYNC;
         }
         if (::mount(device.node.c_str(), dir.c_str(), device.fstype.c_str(), flags, options.empty() ? nullptr : options.c_str()) != 0) {
             int error = errno;

@@ -89,10 +89,49 @@ Status fsync_path(const fs::path& path) {
     return success();
 }
 
+// Empties `dir` so that the file system on disk is consistent at every
+// instant, even on vfat, which orders none of its metadata writes: each
+// directory's entries are removed and that directory fsynced before the
+// directory itself is removed and its parent fsynced. Without this a FAT
+// block that frees a cluster can reach the disk before the block that drops
+// the entry naming it (the next copy's fsync writes the shared FAT blocks),
+// and after a power cut a directory names free clusters: the kernel then
+// refuses to delete it (EIO, the ESP remounted read-only) and the next sync
+// fails (found by tests/vm/sd-boot.sh).
+Status empty_directory(const fs::path& dir) {
+    std::error_code ec;
+    std::vector<fs::directory_entry> children;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) children.push_back(*it);
+    if (ec) return Problem{ExitCode::internal, fmt::format("{}: cannot clear: {}", dir.string(), ec.message())};
+    if (children.empty()) return success();
+    for (const auto& child : children) {
+        if (child.is_directory(ec) && !child.is_symlink(ec)) {
+            if (auto emptied = empty_directory(child.path()); !emptied) return emptied;
+        }
+        fs::remove(child.path(), ec);
+        if (ec) return Problem{ExitCode::internal, fmt::format("{}: cannot clear: {}", child.path().string(), ec.message())};
+    }
+    return fsync_path(dir);
+}
+
 // Copies `source` to `destination` (created new), returning its content digest.
 Result<std::string> copy_file(int source_fd, const fs::path& destination, std::uint64_t* copied) {
     UniqueFd out(::open(destination.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!out) return Problem{ExitCode::internal, fmt::format("{}: cannot create: {}", destination.string(), std::strerror(errno))};
+    // Allocate every cluster first and make the allocation durable: on vfat
+    // the file's directory entry and the FAT blocks of its chain then reach
+    // the disk together, before the data, instead of in whatever order
+    // writeback picks while the copy runs. It also fails early when the
+    // target is full. Where preallocation is not supported, copy anyway.
+    struct stat source_st {};
+    if (::fstat(source_fd, &source_st) == 0 && source_st.st_size > 0) {
+        if (::fallocate(out.get(), FALLOC_FL_KEEP_SIZE, 0, source_st.st_size) == 0) {
+            if (::fsync(out.get()) != 0)
+                return Problem{ExitCode::internal, fmt::format("{}: fsync: {}", destination.string(), std::strerror(errno))};
+        } else if (errno != EOPNOTSUPP && errno != ENOSYS) {
+            return Problem{ExitCode::internal, fmt::format("{}: fallocate: {}", destination.string(), std::strerror(errno))};
+        }
+    }
     Digest digest;
     std::vector<char> buffer(1 << 20);
     off_t offset = 0;
@@ -348,10 +387,17 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
         fs::remove(slot_dir / helper_manifest_name, ec);
         if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);
     }
-    fs::remove_all(slot_dir, ec);
-    if (ec) return finish(HelperOutcome::failed, fmt::format("{}: cannot clear: {}", slot_dir.string(), ec.message()));
-    fs::create_directory(slot_dir, ec);
-    if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", slot_dir.string(), ec.message()));
+    if (fs::is_directory(fs::symlink_status(slot_dir, ec))) {
+        if (auto emptied = empty_directory(slot_dir); !emptied) return finish(HelperOutcome::failed, emptied.problem().message);
+    } else {
+        fs::remove(slot_dir, ec);
+        if (ec) return finish(HelperOutcome::failed, fmt::format("{}: cannot clear: {}", slot_dir.string(), ec.message()));
+        fs::create_directory(slot_dir, ec);
+        if (ec) return finish(HelperOutcome::failed, fmt::format("{}: {}", slot_dir.string(), ec.message()));
+        // The new directory's entry and its cluster, before anything in it.
+        if (auto synced = fsync_path(slot_dir); !synced) return finish(HelperOutcome::failed, synced.problem().message);
+        if (auto synced = fsync_path(base); !synced) return finish(HelperOutcome::failed, synced.problem().message);
+    }
 
     // 2. Copy and fsync every file, then every directory they live in.
     HelperManifest manifest;

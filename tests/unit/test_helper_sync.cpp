@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +77,44 @@ TEST_F(HelperSync, ChangedSourceAlternatesSlotsAndKeepsTheOldSetUntilTheSwitch) 
     EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/vmlinuz"), "new kernel");
     EXPECT_EQ(read_file(target() / "volwatch/slot-a/boot/vmlinuz"), std::string(100000, 'k'));
     EXPECT_EQ(check().state, CacheState::clean);
+}
+
+// Step 1 empties the spare slot in place, depth first, instead of removing
+// and recreating it: on vfat its entry in volwatch/ is then never rewritten
+// (docs/helpers.md, "The file system itself stays consistent").
+TEST_F(HelperSync, ReusingASlotEmptiesItInPlaceWithEverythingLeftInIt) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);
+    write_file(root() / "boot/vmlinuz", "kernel 2");
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);  // slot b
+    auto slot_a = target() / "volwatch/slot-a";
+    struct stat before {};
+    ASSERT_EQ(::stat(slot_a.c_str(), &before), 0);
+    write_file(slot_a / "leftover/deeper/file", "not ours");
+    write_file(slot_a / "stray", "not ours either");
+    write_file(root() / "boot/vmlinuz", "kernel 3");
+    auto result = sync();
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(read_live_pointer(target())->slot, "a");
+    struct stat after {};
+    ASSERT_EQ(::stat(slot_a.c_str(), &after), 0);
+    EXPECT_EQ(after.st_ino, before.st_ino);
+    EXPECT_FALSE(std::filesystem::exists(slot_a / "leftover"));
+    EXPECT_FALSE(std::filesystem::exists(slot_a / "stray"));
+    EXPECT_EQ(read_file(slot_a / "boot/vmlinuz"), "kernel 3");
+    EXPECT_EQ(check().state, CacheState::clean);
+}
+
+TEST_F(HelperSync, ASymlinkInTheSpareSlotsPlaceIsReplacedNotFollowed) {
+    ASSERT_EQ(sync().outcome, HelperOutcome::updated);  // slot a; b is next
+    auto elsewhere = dir.path() / "elsewhere";
+    write_file(elsewhere / "precious", "keep me");
+    std::filesystem::create_directory_symlink(elsewhere, target() / "volwatch/slot-b");
+    write_file(root() / "boot/vmlinuz", "kernel 2");
+    auto result = sync();
+    ASSERT_EQ(result.outcome, HelperOutcome::updated) << result.message;
+    EXPECT_EQ(read_file(elsewhere / "precious"), "keep me");
+    EXPECT_FALSE(std::filesystem::is_symlink(target() / "volwatch/slot-b"));
+    EXPECT_EQ(read_file(target() / "volwatch/slot-b/boot/vmlinuz"), "kernel 2");
 }
 
 TEST_F(HelperSync, AnUnsealedSlotIsNeverLive) {

@@ -402,11 +402,36 @@ vm_cut_boot() {
 # every entry of ID names a slot sealed with its generation, and the default
 # entry names the live set.
 vm_esp_check_entries() {
-    local dir out rc=0
+    local dir out rc=0 part
     dir=$(mktemp -d)
-    mcopy -s -n -i "$1/disk$2.img@@$VM_ESP_OFFSET" ::/volwatch ::/loader "$dir/" 2>/dev/null || true
+    mkdir "$dir/volwatch"
+    # Piece by piece: mtools stops a recursive copy at the first broken
+    # directory (a spare slot cut mid-write), which must not hide the rest.
+    for part in current current.new slot-a slot-b; do
+        mcopy -s -n -i "$1/disk$2.img@@$VM_ESP_OFFSET" "::/volwatch/$part" "$dir/volwatch/" 2>/dev/null || true
+    done
+    mcopy -s -n -i "$1/disk$2.img@@$VM_ESP_OFFSET" ::/loader "$dir/" 2>/dev/null || true
     out=$(python3 "$VM_SRC/tests/cli/helper_check.py" --entries "$3" "$dir") || rc=$?
     vm_log "entries oracle on ESP $2: $out"
     rm -rf "$dir"
     return "$rc"
+}
+
+# vm_esp_fsck RUNDIR N LABEL: logs what `fsck.vfat -n` finds on ESP N (a copy
+# of the partition; nothing is repaired). After a power cut the dirty bit, the
+# free-cluster count and a half-copied file's clusters are expected; a
+# directory entry naming a free cluster is the inconsistency that would make
+# the kernel refuse the next sync (docs/helpers.md, "The file system itself
+# stays consistent"), which the scenario's next sync then shows.
+vm_esp_fsck() {
+    local img=$1/disk$2.img copy start size findings
+    read -r start size < <(sfdisk -d "$img" 2>/dev/null | sed -n 's/^[^ ]*1 : start= *\([0-9]*\), size= *\([0-9]*\),.*/\1 \2/p')
+    [[ -n $start ]] || { vm_log "$3: fsck.vfat of ESP $2: no partition table"; return 0; }
+    copy=$(mktemp)
+    dd if="$img" of="$copy" bs=512 skip="$start" count="$size" status=none
+    findings=$(fsck.vfat -n "$copy" 2>&1 | sed -n '2,$p' | grep -v -e '^Leaving filesystem unchanged' -e '^ *Auto-correcting' \
+        -e '^ *Automatically removing' -e '^ *Not automatically' -e '^This is mostly harmless' -e '^ *[0-9]*:[0-9a-f]*/[0-9a-f]*$' \
+        -e "^$copy:" | tr '\n' ' ')
+    rm -f "$copy"
+    vm_log "$3: fsck.vfat -n of ESP $2: ${findings:-clean}"
 }

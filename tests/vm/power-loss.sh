@@ -98,6 +98,8 @@ while :; do
     s1=$(esp_state 1) s2=$(esp_state 2)
     if [[ "$s1 $s2" == *unsealed* || "$s1 $s2" == *current.new* ]]; then unsealed=$((unsealed + 1)); fi
     vm_log "cut $cut: ESP 1 [$s1] generation $(vm_esp_generation "$VM_RUN" 1); ESP 2 [$s2] generation $(vm_esp_generation "$VM_RUN" 2)"
+    vm_esp_fsck "$VM_RUN" 1 "cut $cut"
+    vm_esp_fsck "$VM_RUN" 2 "cut $cut"
     VM_FILES=()
     vm_boot "$VM_RUN" "$VM_RUN/check.sh" 1
     assert_boot "cut $cut" 1 "$VM_LAST"

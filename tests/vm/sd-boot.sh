@@ -182,6 +182,7 @@ while (( cut < cuts )); do
     VM_FILES=("$VM_RUN/common.sh" "$VM_RUN/then-loop")
     vm_cut_boot "$VM_RUN/fallback.sh" 2 "$window" "systemd-boot cut $cut"
     vm_log "cut $cut: entries on ESP 2 [$(vm_esp_entries "$VM_RUN" 2 | tr '\n' ' ')]"
+    vm_esp_fsck "$VM_RUN" 2 "cut $cut"
     vm_esp_check_entries "$VM_RUN" 2 vwvm || vm_fail "cut $cut: the entries on ESP 2 do not each name a complete sealed set"
     VM_FILES=("$VM_RUN/common.sh")
     VM_REBOOT=1 vm_boot "$VM_RUN" "$VM_RUN/after-cut.sh" 2
