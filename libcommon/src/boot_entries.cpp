@@ -5,6 +5,7 @@
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,6 +218,37 @@ std::string exhausted_live_entry_problem(const fs::path& target, const std::vect
                        live.generation, failed->filename, target.string());
 }
 
+namespace {
+
+// systemd-boot starts the newest entry only while neither loader.conf nor an
+// EFI variable names another default. The variable belongs to the machine
+// (bootctl set-default); loader.conf lives on the target, so a `default`
+// there that does not match the live generation's entry id (the file name
+// without its +N-M counter, compared as systemd-boot does, case-folded glob)
+// breaks "the default entry names the newest set". "" when it does not.
+std::string loader_default_problem(const fs::path& target, const std::string& live_id) {
+    auto text = read_small_file(target / "loader/loader.conf");
+    if (!text) return "";
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+        std::size_t end = rest.find('\n');
+        std::string_view line = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+        if (line.substr(0, 7) != "default" || line.size() < 8 || (line[7] != ' ' && line[7] != '\t')) continue;
+        std::string pattern(line.substr(8));
+        while (!pattern.empty() && (pattern.front() == ' ' || pattern.front() == '\t')) pattern.erase(0, 1);
+        while (!pattern.empty() && (pattern.back() == ' ' || pattern.back() == '\t' || pattern.back() == '\r')) pattern.pop_back();
+        if (pattern.empty() || ::fnmatch(pattern.c_str(), live_id.c_str(), FNM_CASEFOLD) == 0) continue;
+        return fmt::format("{}/loader/loader.conf sets 'default {}', which does not match the live generation's entry {}: "
+                           "systemd-boot will not start the newest set by default (remove the line, or use a pattern such as "
+                           "'default {}-*')", target.string(), pattern, live_id, live_id.substr(0, live_id.rfind('-')));
+    }
+    return "";
+}
+
+}  // namespace
+
 BootEntryVerdict check_boot_entries(const fs::path& target, const BootEntryConfig& config, const std::vector<std::string>& helper_files,
                                     const std::optional<LivePointer>& live) {
     BootEntryVerdict verdict;
@@ -243,6 +275,11 @@ BootEntryVerdict check_boot_entries(const fs::path& target, const BootEntryConfi
     if (!expected) {
         verdict.error = true;
         verdict.reason = expected.problem().message;
+        return verdict;
+    }
+    if (std::string problem = loader_default_problem(target, boot_entry_filename(config.id, live->generation, 0)); !problem.empty()) {
+        verdict.error = true;
+        verdict.reason = std::move(problem);
         return verdict;
     }
     const BootEntryFile* current = nullptr;

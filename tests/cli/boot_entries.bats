@@ -152,6 +152,28 @@ assert helper["reason"].startswith("generation 2 failed to boot (entry debian-2+
     [[ "$output" == *"debian-7.conf names slot b, not sealed with generation 7"* ]]
 }
 
+@test "a loader.conf default that does not match the live entry is an error for vcheck; a matching pattern is not" {
+    "$VREBUILD" "$VOL"
+    mkdir -p "$ESP/loader"
+    printf 'timeout 3\n' > "$ESP/loader/loader.conf"
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    printf 'timeout 3\ndefault  other-os.conf \n' > "$ESP/loader/loader.conf"
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $ESP  error: $ESP/loader/loader.conf sets 'default other-os.conf', which does not match the live generation's entry debian-1.conf: systemd-boot will not start the newest set by default (remove the line, or use a pattern such as 'default debian-*')"* ]]
+    printf 'default @saved\n' > "$ESP/loader/loader.conf"
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"sets 'default @saved'"* ]]
+    printf '# default other\ndefault Debian-*\n' > "$ESP/loader/loader.conf"
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+}
+
 @test "a linux file that is not a helper file fails that target and writes nothing; --dry-run writes nothing" {
     sed -i 's|^linux .*|linux   = "boot/vmlinuz-6.1"|' "$HOST"
     run "$VREBUILD" --helpers-only "$VOL"
