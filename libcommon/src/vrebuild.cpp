@@ -39,6 +39,8 @@ struct CacheOutcome {
     std::vector<std::string> argv;
     int status = 0;
     std::chrono::milliseconds elapsed{0};
+    int runs = 0;          // how often the rebuilder was started (2: a settle run)
+    bool settled = true;   // false when the sources changed again during the settle run
 };
 
 struct VolumeOutcome {
@@ -339,7 +341,8 @@ private:
             runs = 2;
             auto after = scan_sources(root_fd, cache);
             if (!after) return failed(after.problem().message);
-            if (after->digest != second->source_digest)
+            c.settled = after->digest == second->source_digest;
+            if (!c.settled)
                 err_ << escape_for_terminal(fmt::format(
                             "vrebuild: {}: {}: the sources changed again during the second run ({}); the cache stays stale "
                             "(if the rebuilder writes them itself, declare them in the cache's outputs)",
@@ -387,6 +390,7 @@ private:
             };
         }
         err_.flush();
+        ++c.runs;
         auto ran = run_command(spec);
         if (rebuilder_process) (void)remove_lock_owner(*lock_dir_, volume.id.value, *rebuilder_process);
         if (!ran) {
@@ -473,7 +477,8 @@ void print_json(const std::vector<VolumeOutcome>& outcomes, const std::vector<Ar
         nlohmann::json caches = nlohmann::json::array();
         for (const auto& c : o.caches)
             caches.push_back({{"name", c.name}, {"action", c.action}, {"reason", c.reason}, {"argv", c.argv},
-                              {"status", c.status}, {"seconds", static_cast<double>(c.elapsed.count()) / 1000.0}});
+                              {"status", c.status}, {"seconds", static_cast<double>(c.elapsed.count()) / 1000.0},
+                              {"runs", c.runs}, {"settled", c.settled}});
         nlohmann::json helpers = nlohmann::json::array();
         for (const auto& h : o.helpers) {
             nlohmann::json held = nlohmann::json::array();

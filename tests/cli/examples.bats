@@ -328,6 +328,14 @@ XML
     [[ "$output" == *"helper $SANDBOX/efi  stale"* && "$output" == *"helper $SANDBOX/efi2  stale"* ]]
 }
 
+# runs_of CACHE: "RUNS SETTLED ACTION" of CACHE in vrebuild --json on stdin.
+runs_of() {
+    "$PYTHON" -c 'import json, sys
+for v in json.load(sys.stdin)["volumes"]:
+    for c in v["caches"]:
+        if c["name"] == sys.argv[1]: print(c["runs"], c["settled"], c["action"])' "$1"
+}
+
 @test "examples: ldconfig, for real: when ldconfig creates the soname link itself, one vrebuild leaves the cache clean" {
     ldconfig_root
     ldconfig_wrapper
@@ -352,6 +360,12 @@ XML
     [[ "$output" != *"once more"* && "$output" != *"two runs"* ]]
     [ "$(wc -l <"$SANDBOX/runs")" -eq 3 ]
     cache_lists liblzma.so.5
+    # --json says how often each rebuilder ran: a settle run shows as 2.
+    rm "$libdir/libz.so.1"   # ldconfig makes it again: a settle run
+    "$VREBUILD" --json "$ROOT" 2>/dev/null >"$SANDBOX/out.json"
+    [ "$(runs_of ld.so.cache <"$SANDBOX/out.json")" = "2 True rebuilt" ]
+    "$VREBUILD" --json --force "$ROOT" 2>/dev/null >"$SANDBOX/out.json"
+    [ "$(runs_of ld.so.cache <"$SANDBOX/out.json")" = "1 True rebuilt" ]
     run "$VCHECK" "$ROOT"
     [ "$status" -eq 0 ]
 }
@@ -409,7 +423,7 @@ third_library() {
     ldconfig_wrapper
     install_real libz.so.1 "$libz"
     echo 2 >"$SANDBOX/pause-at"
-    "$VREBUILD" "$ROOT" >"$SANDBOX/vrebuild.out" 2>&1 &
+    "$VREBUILD" --json "$ROOT" >"$SANDBOX/out.json" 2>"$SANDBOX/vrebuild.out" &
     local pid=$! rc=0
     wait_for "[[ -e $SANDBOX/paused ]]" 60
     install_lib "$third_soname" "$third"   # after run 2's ldconfig: not in the cache
@@ -417,6 +431,7 @@ third_library() {
     wait "$pid" || rc=$?
     cat "$SANDBOX/vrebuild.out"
     [ "$rc" -eq 0 ]
+    [ "$(runs_of ld.so.cache <"$SANDBOX/out.json")" = "2 False rebuilt" ]
     grep -q "ld.so.cache: the sources changed again during the second run (usr/lib/$multiarch/$third_soname" "$SANDBOX/vrebuild.out"
     [ "$(wc -l <"$SANDBOX/runs")" -eq 2 ]
     run -1 cache_lists "$third_soname"
