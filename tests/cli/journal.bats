@@ -152,3 +152,31 @@ in_journal_namespace() {
     [ "$output" = 0 ]
     grep -q '^vrebuild: ' "$SANDBOX/vwatch.err"
 }
+
+@test "without a journal: vwatch --log journal falls back to syslog, each event a line with its name, fields and priority" {
+    [[ $(id -u) -eq 0 ]] || skip "needs root to hide the journal and own /dev/log in a private mount namespace"
+    command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"
+    # shellcheck disable=SC2016
+    run unshare -m --propagation private bash "$BATS_TEST_DIRNAME/syslog_namespace.bash" "$SANDBOX/syslog" bash -c '
+        "$1" --log journal --startup-delay 0 --settle 100ms --no-discover 2>"$2" &
+        watcher=$!
+        for _ in $(seq 300); do
+            grep -q "event=cache-updated" "$3" && break
+            sleep 0.1
+        done
+        kill $watcher; wait $watcher' \
+        sh "$VWATCH" "$SANDBOX/vwatch.err" "$SANDBOX/syslog"
+    echo "$output"
+    echo "--- syslog"; cat "$SANDBOX/syslog"
+    echo "--- stderr"; cat "$SANDBOX/vwatch.err"
+    [ "$status" -eq 0 ]
+    # <facility daemon (3) * 8 + priority (info, 6)>, then the identifier
+    # and pid, as openlog(LOG_PID, LOG_DAEMON) makes them.
+    # The line is the one standard error would show, ending in event=NAME
+    # (docs/events.md); the journal's extra fields have no place in syslog.
+    grep -qE "^<30>.* vwatch\[[0-9]+\]: $VOL: cache updated by vrebuild \(pid [0-9]+, [0-9.]+s\) event=cache-updated\$" "$SANDBOX/syslog"
+    grep -qE "^<[0-9]+>.* vwatch\[[0-9]+\]: ready: watching" "$SANDBOX/syslog"
+    # vwatch's own lines all went to syslog, none to standard error.
+    run grep -c '^vwatch:' "$SANDBOX/vwatch.err"
+    [ "$output" = 0 ]
+}
