@@ -13,6 +13,7 @@
 
 #include "volwatch/fd.hpp"
 #include "volwatch/fsutil.hpp"
+#include "volwatch/lines.hpp"
 #include "volwatch/safe_path.hpp"
 
 namespace volwatch {
@@ -139,12 +140,7 @@ Result<std::string> format_boot_entry(const BootEntryConfig& entry, const std::v
 std::optional<BootEntryPaths> parse_boot_entry_paths(std::string_view text) {
     BootEntryPaths paths;
     bool has_linux = false;
-    std::size_t start = 0;
-    while (start < text.size()) {
-        std::size_t end = text.find('\n', start);
-        if (end == std::string_view::npos) end = text.size();
-        std::string_view line = text.substr(start, end - start);
-        start = end + 1;
+    for (std::string_view rest = text, line; next_line(rest, line);) {
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
         std::size_t space = line.find_first_of(" \t");
         if (space == std::string_view::npos) continue;
@@ -229,11 +225,7 @@ namespace {
 std::string loader_default_problem(const fs::path& target, const std::string& live_id) {
     auto text = read_small_file(target / "loader/loader.conf");
     if (!text) return "";
-    std::string_view rest = *text;
-    while (!rest.empty()) {
-        std::size_t end = rest.find('\n');
-        std::string_view line = rest.substr(0, end);
-        rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+    for (std::string_view rest = *text, line; next_line(rest, line);) {
         while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
         if (line.substr(0, 7) != "default" || line.size() < 8 || (line[7] != ' ' && line[7] != '\t')) continue;
         std::string pattern(line.substr(8));

@@ -16,6 +16,7 @@
 #include "volwatch/boot_entries.hpp"
 #include "volwatch/digest.hpp"
 #include "volwatch/fsutil.hpp"
+#include "volwatch/lines.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -73,11 +74,7 @@ std::optional<std::pair<std::string, std::uint64_t>> parse_pointer(std::string_v
     std::string slot;
     std::uint64_t generation = 0;
     bool has_generation = false;
-    std::size_t start = 0;
-    while (start < body.size()) {
-        std::size_t end = body.find('\n', start);
-        if (end == std::string_view::npos) end = body.size();
-        std::string_view line = body.substr(start, end - start);
+    for (std::string_view lines = body, line; next_line(lines, line);) {
         if (line.rfind("slot=", 0) == 0) slot = std::string(line.substr(5));
         if (line.rfind("generation=", 0) == 0) {
             std::string digits(line.substr(11));
@@ -85,7 +82,6 @@ std::optional<std::pair<std::string, std::uint64_t>> parse_pointer(std::string_v
             generation = std::strtoull(digits.c_str(), &stop, 10);
             has_generation = !digits.empty() && stop == digits.c_str() + digits.size();
         }
-        start = end + 1;
     }
     if (!has_generation || (slot != "a" && slot != "b" && slot != "c")) return std::nullopt;
     return std::make_pair(slot, generation);

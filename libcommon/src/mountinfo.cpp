@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "volwatch/lines.hpp"
+
 namespace volwatch {
 namespace {
 
@@ -77,12 +79,7 @@ std::string unescape_mount_field(std::string_view field) {
 
 std::vector<MountEntry> parse_mountinfo(std::string_view text) {
     std::vector<MountEntry> entries;
-    std::size_t start = 0;
-    while (start < text.size()) {
-        std::size_t end = text.find('\n', start);
-        if (end == std::string_view::npos) end = text.size();
-        std::string_view line = text.substr(start, end - start);
-        start = end + 1;
+    for (std::string_view rest = text, line; next_line(rest, line);) {
         // 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
         auto fields = split_fields(line);
         auto dash = std::find(fields.begin(), fields.end(), std::string_view("-"));
