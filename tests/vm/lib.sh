@@ -431,7 +431,7 @@ vm_esp_fsck() {
     dd if="$img" of="$copy" bs=512 skip="$start" count="$size" status=none
     findings=$(fsck.vfat -n "$copy" 2>&1 | sed -n '2,$p' | grep -v -e '^Leaving filesystem unchanged' -e '^ *Auto-correcting' \
         -e '^ *Automatically removing' -e '^ *Not automatically' -e '^This is mostly harmless' -e '^ *[0-9]*:[0-9a-f]*/[0-9a-f]*$' \
-        -e "^$copy:" | tr '\n' ' ')
+        -e "^$copy:" | tr '\n' ' ' || true)   # fsck.vfat -n exits 1 when it finds anything
     rm -f "$copy"
     vm_log "$3: fsck.vfat -n of ESP $2: ${findings:-clean}"
 }
