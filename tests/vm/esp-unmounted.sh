@@ -10,7 +10,9 @@
 # no change event for the disk during the sync (the whole-disk flock keeps
 # udev from probing, and nothing opened the disk for writing); vcheck --all
 # (a read-only mount) is clean and leaves the file system's dirty bit clear
-# (fsck.vfat -n); and the firmware then boots the new generation from disk 2.
+# (fsck.vfat -n); the same partition named by LABEL=, PARTUUID= and its
+# device path syncs a generation each; and the firmware then boots the newest
+# generation from disk 2.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 vm_new_synced_run esp-unmounted
@@ -57,6 +59,22 @@ vw_report vcheck-exit "$rc"
 rc=0; fsck.vfat -n "$dev" >/run/fsck.out 2>&1 || rc=$?
 sed 's/^/VWLOG fsck.vfat: /' /run/fsck.out >&3
 vw_report fsck "$rc $(grep -ci 'dirty' /run/fsck.out)"
+# The other ways to name it. Each spec is a target of its own (its
+# bootstamp is keyed by the spec as written), so each syncs a new generation
+# onto the same partition, found by libblkid, still never mounted outside.
+spec="UUID=$esp_uuid" results=""
+for next in "LABEL=$(blkid -s LABEL -o value "$dev")" "PARTUUID=$(blkid -s PARTUUID -o value "$dev")" "$dev"; do
+    sed -i "s|\"$spec\"|\"$next\"|" /etc/volwatch/volwatch.toml
+    spec=$next
+    rc=0; vrebuild / >/run/vrebuild.out 2>&1 || rc=$?
+    sed "s|^|VWLOG vrebuild ($spec): |" /run/vrebuild.out >&3
+    results+="$rc:$(grep -c "helper $spec: helper updated" /run/vrebuild.out) "
+done
+vw_report other-specs "${results% }"
+vw_report mounted-after-specs "$(cat /proc/*/mountinfo 2>/dev/null | awk -v d="$dev" '$0 ~ " " d " " {n++} END {print n + 0}')"
+rc=0; vcheck --all >/run/vcheck.out 2>&1 || rc=$?
+sed 's/^/VWLOG vcheck (device path): /' /run/vcheck.out >&3
+vw_report vcheck-specs "$rc"
 mount -o ro "$dev" /boot/efi2
 vw_report after "$(vw_pointer /boot/efi2)"
 umount /boot/efi2
@@ -88,6 +106,11 @@ read -r during control <<<"$(vm_result uevents)"
 vm_expect "udev change events for block devices during the sync (the control after it: $control)" "$during" 0
 vm_expect "vcheck --all (a read-only mount of ESP 2)" "$(vm_result vcheck-exit)" 0
 vm_expect "fsck.vfat -n of ESP 2 after the sync and the check: exit status, dirty-bit lines" "$(vm_result fsck)" "0 0"
+vm_expect "syncs with ESP 2 named by LABEL=, PARTUUID= and its device path (exit:updated each)" "$(vm_result other-specs)" "0:1 0:1 0:1"
+vm_expect "processes whose mount table shows ESP 2 after those syncs" "$(vm_result mounted-after-specs)" 0
+vm_expect "vcheck --all with ESP 2 named by its device path" "$(vm_result vcheck-specs)" 0
+(( ${after% *} == ${before% *} + 4 )) ||
+    vm_fail "ESP 2 should hold four generations more than before (UUID=, LABEL=, PARTUUID=, device): before '$before', after '$after'"
 vm_expect "ESP 2 pointer read from the host" "$(vm_esp_generation "$VM_RUN" 2)" "${after% *}"
 
 vm_boot "$VM_RUN" "$VM_RUN/check.sh" 2
