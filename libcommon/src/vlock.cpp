@@ -372,7 +372,10 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     }
     if (::write(go_write.get(), "x", 1) != 1) throw Failure(ExitCode::internal, "cannot start the command");
     go_write.reset();
-    retire_watch(std::move(grant->watch));
+    // The watch is retired after the release, not here: retiring forks
+    // twice, and every microsecond spent while holding the lock is one the
+    // next waiter waits too.
+    UniqueFd watch = std::move(grant->watch);
 
     int status = 0;
     for (;;) {
@@ -400,6 +403,7 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     release.status = status;
     release.limits = request.limits;
     auto released = release_volume_lock(dir, target.volume.id.value, release, log);
+    retire_watch(std::move(watch));
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
