@@ -414,6 +414,13 @@ teardown() { lock_teardown; }
     run --separate-stderr "$VLOCK" "$V" -E 0 -- true
     [ "$status" -eq 64 ]
     [[ $stderr == *"--conflict-exit-code"* ]]
+    # One message naming the option, then the hint on a line of its own.
+    run --separate-stderr "$VLOCK" "$V" --owner 0
+    [ "$status" -eq 64 ]
+    [ "$stderr" = "vlock: --owner: expected a process id"$'\n'"Try 'vlock --help'." ]
+    run --separate-stderr "$VLOCK" "$V" --purpose
+    [ "$status" -eq 64 ]
+    [ "$stderr" = "vlock: --purpose: needs a value"$'\n'"Try 'vlock --help'." ]
 }
 
 @test "an owner that dies while its vlock waits takes it out of the queue at once" {
