@@ -410,6 +410,13 @@ teardown() { lock_teardown; }
     [ "$status" -eq 64 ]
     run --separate-stderr "$VLOCK" "$T/not-a-volume-$$"
     [ "$status" -eq 66 ]
+    # The command is forked before the volume is resolved: it must not run.
+    run --separate-stderr "$VLOCK" "$T/not-a-volume-$$" -- touch "$T/ran"
+    [ "$status" -eq 66 ]
+    [ ! -e "$T/ran" ]
+    run --separate-stderr "$VLOCK" --lock-dir "$T/no/such/dir" "$V" -- touch "$T/ran"
+    [ "$status" -ne 0 ]
+    [ ! -e "$T/ran" ]
     # 0 would make "busy" look like success.
     run --separate-stderr "$VLOCK" "$V" -E 0 -- true
     [ "$status" -eq 64 ]
