@@ -98,7 +98,7 @@ teardown() { lock_teardown; }
 }
 
 @test "--owner PID: the lock is held while that process lives" {
-    spawn sleep 60
+    spawn_exec sleep 60
     local owner=$SPAWNED
     run --separate-stderr "$VLOCK" "$V" --owner "$owner" --purpose testing
     [ "$status" -eq 0 ]
