@@ -456,16 +456,20 @@ Result<Attempt> attempt_once(const LockFile& file, const LockFile& reboot, const
 // The processes whose exit may let `me` move: the nearest live waiter ahead
 // (each waiter watches its predecessor, so a chain of deaths wakes one
 // waiter at a time), else the live owners.
-std::vector<ProcessIdentity> watched_processes(const LockRecord& record, const ProcessIdentity& me) {
+struct Watched {
+    std::vector<ProcessIdentity> processes;
+    bool waiter_ahead = false;  // a live waiter is ahead of `me`: the owners cannot matter yet
+};
+Watched watched_processes(const LockRecord& record, const ProcessIdentity& me) {
     std::optional<ProcessIdentity> ahead;
     for (const auto& waiter : record.waiters) {
         if (same_process(waiter.who, me)) break;
         if (is_alive(waiter.who)) ahead = waiter.who;
     }
-    if (ahead) return {*ahead};
-    std::vector<ProcessIdentity> owners;
+    if (ahead) return {{*ahead}, true};
+    Watched owners;
     for (const auto& owner : record.owners)
-        if (is_alive(owner)) owners.push_back(owner);
+        if (is_alive(owner)) owners.processes.push_back(owner);
     return owners;
 }
 
@@ -490,9 +494,13 @@ bool refresh_needs_attempt(const LockRecord& view, const ProcessIdentity& me) {
 }
 
 // True when nothing that decides `me`'s turn differs between two looks at
-// the record: the same owners and the same waiters ahead, `me` still queued.
-bool same_prospects(const LockRecord& before, const LockRecord& after, const ProcessIdentity& me) {
-    if (before.damaged || after.damaged || before.owners != after.owners) return false;
+// the record: the same waiters ahead, `me` still queued, and the same owners
+// unless `waiter_ahead` (a live waiter ahead, whose exit the caller watches,
+// goes first whoever owns the lock: then a grant or a release to someone
+// else wakes the queue behind it for one cheap read, not a new look at
+// every process ahead).
+bool same_prospects(const LockRecord& before, const LockRecord& after, const ProcessIdentity& me, bool waiter_ahead) {
+    if (before.damaged || after.damaged || (!waiter_ahead && before.owners != after.owners)) return false;
     auto ahead = [&](const LockRecord& record) {
         std::vector<std::uint64_t> tickets;
         for (const auto& waiter : record.waiters) {
@@ -548,6 +556,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
     bool rewatch = true;
     bool pidfd_missing = false;
     bool need_attempt = true;
+    bool waiter_ahead = false;  // as of the last look at the processes ahead
     LockRecord view;
     for (;;) {
         if (need_attempt) {
@@ -585,7 +594,8 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
             // Also the owners-to-be: a script that dies while its vlock waits
             // must not keep a place in the queue until its turn comes.
             if (owners_gone()) return give_up(owners_gone_message());
-            auto watched = watched_processes(view, me);
+            auto [watched, ahead] = watched_processes(view, me);
+            waiter_ahead = ahead;
             const std::size_t queue_side = watched.size();
             for (const auto& owner : request.owners)
                 if (!same_process(owner, me)) watched.push_back(owner);
@@ -630,7 +640,7 @@ Result<Grant> acquire_volume_lock(const LockDir& dir, std::string_view volume_id
         // liveness nor the watched processes need a new look.
         auto current = file->read();
         if (!current) return current.problem();
-        bool unchanged = !process_exited && !pidfd_missing && same_prospects(view, *current, me);
+        bool unchanged = !process_exited && !pidfd_missing && same_prospects(view, *current, me, waiter_ahead);
         view = std::move(*current);
         rewatch = !unchanged;
         need_attempt = !unchanged && refresh_needs_attempt(view, me);

@@ -298,8 +298,12 @@ ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions
 // that its identity is written as an owner in the same rewrite that grants
 // the lock; if vlock dies before the grant, the pipe closes and the command
 // never runs.
-ExitCode run_command(const Target& target, const LockDir& dir, const VlockOptions& options, std::ostream& out,
-                     std::ostream& err) {
+// The fork comes before everything else vlock does, even before the host
+// config is read: each page that vlock writes both before and after a fork
+// is copied once it is written again (on this VM a page fault costs about
+// ten system calls), and by forking early most of vlock's stack and heap
+// are first touched after the fork instead (docs/benchmarks.md, issue 13).
+ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostream& err) {
     SignalCatcher signals;
     int go[2];
     if (::pipe2(go, O_CLOEXEC) != 0) throw Failure(ExitCode::internal, fmt::format("pipe: {}", std::strerror(errno)));
@@ -307,9 +311,6 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     for (const auto& word : options.command) argv.push_back(const_cast<char*>(word.c_str()));
     argv.push_back(nullptr);
     std::string exec_failed = fmt::format("vlock: {}: ", options.command.front());
-    // Before the fork: the less the parked command waits for the grant, the
-    // more often it finds the pipe written instead of going to sleep.
-    const ProcessIdentity me = self_identity();
     out.flush();
     err.flush();
     pid_t child = ::fork();
@@ -351,9 +352,25 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
         }
         return status_of(wait_status);
     };
+    // Until the grant, every way out closes the pipe and reaps the command,
+    // which then exits without running.
+    auto not_run = [&] {
+        go_write.reset();
+        reap();
+    };
+    std::optional<Target> target;
+    std::optional<LockDir> dir;
+    try {
+        target = resolve_target(options.volume, options.host).or_throw();
+        dir = LockDir::open(target->host.lock_dir, LockDirAccess::write).or_throw();
+    } catch (...) {
+        not_run();
+        throw;
+    }
+    const ProcessIdentity me = self_identity();
 
     AcquireRequest request;
-    request.volume = target.shown;
+    request.volume = target->shown;
     if (auto me_child = identify_process(child)) request.owners.push_back(*me_child);
     request.owners.push_back(me);
     request.waiter = me;
@@ -361,18 +378,23 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     request.purpose = options.purpose;
     request.wait = options.wait;
     request.interrupt_fd = signals.fd();
-    request.limits = lock_limits(target.host);
-    LockLog log = logger(err, "vlock", target.shown);
-    auto grant = acquire_volume_lock(dir, target.volume.id.value, request, log);
+    request.limits = lock_limits(target->host);
+    LockLog log = logger(err, "vlock", target->shown);
+    auto grant = acquire_volume_lock(*dir, target->volume.id.value, request, log);
     if (!grant) {
-        go_write.reset();  // the parked command exits without running
-        reap();
+        not_run();
         if (int sig = signals.next()) return static_cast<ExitCode>(128 + sig);
-        return refuse(target, grant.problem(), options, out, err);
+        return refuse(*target, grant.problem(), options, out, err);
     }
     if (::write(go_write.get(), "x", 1) != 1) throw Failure(ExitCode::internal, "cannot start the command");
     go_write.reset();
-    retire_watch(std::move(grant->watch));
+    // A waiter's watch is closed after the release, not retired here
+    // (retire_watch): retiring forks twice while the lock is held, and the
+    // next waiter would wait for it. After the release, closing it costs
+    // only this vlock's exit an SRCU grace period (0.1 to 4 ms here), no
+    // CPU, where the two forks cost about 2 ms of CPU and 25 page faults:
+    // with 8 clients contending on 2 CPUs, CPU is what the lock waits for.
+    UniqueFd watch = std::move(grant->watch);
 
     int status = 0;
     for (;;) {
@@ -399,11 +421,12 @@ ExitCode run_command(const Target& target, const LockDir& dir, const VlockOption
     release.requesters = {me};
     release.status = status;
     release.limits = request.limits;
-    auto released = release_volume_lock(dir, target.volume.id.value, release, log);
+    auto released = release_volume_lock(*dir, target->volume.id.value, release, log);
+    watch.reset();
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
-        err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)) << '\n';
+        err << escape_for_terminal(fmt::format("vlock: {}: {}", target->shown, released.problem().message)) << '\n';
     return static_cast<ExitCode>(status);
 }
 
@@ -431,9 +454,9 @@ SplitCommandLine split_command_line(int argc, const char* const* argv) {
 
 ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream& err) {
     if (options.list) return list_locks(options, out, err);
+    if (!options.command.empty()) return run_command(options, out, err);
     auto target = resolve_target(options.volume, options.host).or_throw();
     auto dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
-    if (!options.command.empty()) return run_command(target, dir, options, out, err);
 
     AcquireRequest request;
     request.volume = target.shown;

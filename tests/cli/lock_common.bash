@@ -59,6 +59,15 @@ spawn() {
     echo "$SPAWNED" >>"$T/pids"
 }
 
+# spawn_exec CMD...: spawn, then wait until the background process runs CMD
+# itself. Until the forked shell has exec'd CMD, its command line is bash's,
+# and `vlock --owner` records the owner's command line when it locks.
+spawn_exec() {
+    spawn "$@"
+    wait_until 5 runs_command "$SPAWNED" "$(printf '%s ' "$@")"
+}
+runs_command() { [[ $(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) == "$2" ]]; }
+
 # wait_until SECONDS CMD...: polls CMD (the test, not the product) until it
 # succeeds; fails after SECONDS.
 wait_until() {

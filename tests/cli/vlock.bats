@@ -98,7 +98,7 @@ teardown() { lock_teardown; }
 }
 
 @test "--owner PID: the lock is held while that process lives" {
-    spawn sleep 60
+    spawn_exec sleep 60
     local owner=$SPAWNED
     run --separate-stderr "$VLOCK" "$V" --owner "$owner" --purpose testing
     [ "$status" -eq 0 ]
@@ -410,10 +410,24 @@ teardown() { lock_teardown; }
     [ "$status" -eq 64 ]
     run --separate-stderr "$VLOCK" "$T/not-a-volume-$$"
     [ "$status" -eq 66 ]
+    # The command is forked before the volume is resolved: it must not run.
+    run --separate-stderr "$VLOCK" "$T/not-a-volume-$$" -- touch "$T/ran"
+    [ "$status" -eq 66 ]
+    [ ! -e "$T/ran" ]
+    run --separate-stderr "$VLOCK" --lock-dir "$T/no/such/dir" "$V" -- touch "$T/ran"
+    [ "$status" -ne 0 ]
+    [ ! -e "$T/ran" ]
     # 0 would make "busy" look like success.
     run --separate-stderr "$VLOCK" "$V" -E 0 -- true
     [ "$status" -eq 64 ]
     [[ $stderr == *"--conflict-exit-code"* ]]
+    # One message naming the option, then the hint on a line of its own.
+    run --separate-stderr "$VLOCK" "$V" --owner 0
+    [ "$status" -eq 64 ]
+    [ "$stderr" = "vlock: --owner: expected a process id"$'\n'"Try 'vlock --help'." ]
+    run --separate-stderr "$VLOCK" "$V" --purpose
+    [ "$status" -eq 64 ]
+    [ "$stderr" = "vlock: --purpose: needs a value"$'\n'"Try 'vlock --help'." ]
 }
 
 @test "an owner that dies while its vlock waits takes it out of the queue at once" {

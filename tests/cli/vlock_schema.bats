@@ -84,7 +84,7 @@ assert 0 <= doc['waited_ms'] < 5000, doc
 }
 
 @test "vlock --json, busy, with -E, and after a timed-out wait: refusals that name the holder" {
-    spawn sleep 60
+    spawn_exec sleep 60
     "$VLOCK" "$V" --owner "$SPAWNED" --purpose "kernel update"
     run --separate-stderr "$VLOCK" "$V" --json
     [ "$status" -eq 75 ]

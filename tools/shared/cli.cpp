@@ -97,18 +97,9 @@ int run(CLI::App& app, int argc, char** argv, const std::function<ExitCode()>& b
         std::cout << e.what() << '\n';
         return 0;
     } catch (const CLI::ParseError& e) {
-        std::cerr << fmt::format("{}: {}\nTry '{} --help'.\n", name, escape_for_terminal(e.what()), name);
-        return to_int(ExitCode::usage);
+        return usage_error(name, e.what());
     }
-    try {
-        return to_int(body());
-    } catch (const Failure& failure) {
-        std::cerr << fmt::format("{}: {}\n", name, escape_for_terminal(failure.what()));
-        return to_int(failure.code());
-    } catch (const std::exception& e) {
-        std::cerr << fmt::format("{}: internal error: {}\n", name, escape_for_terminal(e.what()));
-        return to_int(ExitCode::internal);
-    }
+    return run_guarded(name, body);
 }
 
 }  // namespace volwatch::cli

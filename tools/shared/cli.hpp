@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "guarded.hpp"
 #include "volwatch/config.hpp"
 #include "volwatch/duration.hpp"
 #include "volwatch/exit_codes.hpp"
