@@ -222,25 +222,32 @@ private:
     // or absolute), entry `name` of the watched directory `parent` (-1: `name`
     // is an absolute path); -1 when it cannot (noted in setup_).
     int ensure_watch(const char* path, int parent, const std::string& name) {
+        int wd = add_watch(path, parent, name);
+        if (wd >= 0) remember(wd, parent, name);
+        return wd;
+    }
+
+    // The inotify_add_watch of ensure_watch, without recording the watch.
+    int add_watch(const char* path, int parent, const std::string& name) {
         int wd = ::inotify_add_watch(fd_.get(), path, watch_mask);
-        if (wd < 0) {
-            if (errno == ENOSPC || errno == ENOMEM) {
-                std::string shown = parent < 0 ? name : joined(path_of(parent), name);
-                if (setup_.complete)
-                    setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
-                                                                   max_watches_text(), shown)
-                                                     : fmt::format("out of kernel memory for inotify watches at {}", shown);
-                setup_.complete = false;
-            }
-            return -1;
+        if (wd < 0 && (errno == ENOSPC || errno == ENOMEM)) {
+            std::string shown = parent < 0 ? name : joined(path_of(parent), name);
+            if (setup_.complete)
+                setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
+                                                               max_watches_text(), shown)
+                                                 : fmt::format("out of kernel memory for inotify watches at {}", shown);
+            setup_.complete = false;
         }
+        return wd;
+    }
+
+    void remember(int wd, int parent, const std::string& name) {
         auto [it, inserted] = nodes_.try_emplace(wd);
         if (inserted || it->second.parent != parent || it->second.name != name) {
             // New, or moved/renamed since: remember where it is now.
             it->second.parent = parent;
             it->second.name = name;
         }
-        return wd;
     }
 
     static void add_interest(Node& node, Interest interest) {
@@ -322,13 +329,20 @@ private:
             for (const std::string& child : subdirs) {
                 if (!setup_.complete) break;
                 if (is_skipped(owner, frame.rel, child)) continue;
+                // Watched first, looked at after: a link count taken before
+                // the watch could miss a subdirectory made in between.
+                int child_wd = in_dir ? add_watch(child.c_str(), wd, child)
+                                      : add_watch(joined(frame.path, child).c_str(), wd, child);
+                if (child_wd < 0) continue;
                 struct stat cst {};
                 if (::fstatat(frame.fd.get(), child.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(cst.st_mode) ||
-                    cst.st_dev != owner.device)
-                    continue;  // gone, replaced, or another file system mounted here
-                int child_wd = in_dir ? ensure_watch(child.c_str(), wd, child)
-                                      : ensure_watch(joined(frame.path, child).c_str(), wd, child);
-                if (child_wd < 0) continue;
+                    cst.st_dev != owner.device) {
+                    // Gone, replaced, or another file system mounted here (the
+                    // watch is on its root): drop the watch unless it is in use.
+                    if (!nodes_.contains(child_wd)) ::inotify_rm_watch(fd_.get(), child_wd);
+                    continue;
+                }
+                remember(child_wd, wd, child);
                 add_interest(nodes_[child_wd], Interest{index, at + 1, {}});
                 if (at + 2 >= owner.depth || (owner.subdir_links && cst.st_nlink == 2)) continue;
                 frame.pending.push_back(Pending{child, child_wd, cst.st_nlink});
