@@ -222,25 +222,32 @@ private:
     // or absolute), entry `name` of the watched directory `parent` (-1: `name`
     // is an absolute path); -1 when it cannot (noted in setup_).
     int ensure_watch(const char* path, int parent, const std::string& name) {
+        int wd = add_watch(path, parent, name);
+        if (wd >= 0) remember(wd, parent, name);
+        return wd;
+    }
+
+    // The inotify_add_watch of ensure_watch, without recording the watch.
+    int add_watch(const char* path, int parent, const std::string& name) {
         int wd = ::inotify_add_watch(fd_.get(), path, watch_mask);
-        if (wd < 0) {
-            if (errno == ENOSPC || errno == ENOMEM) {
-                std::string shown = parent < 0 ? name : joined(path_of(parent), name);
-                if (setup_.complete)
-                    setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
-                                                                   max_watches_text(), shown)
-                                                     : fmt::format("out of kernel memory for inotify watches at {}", shown);
-                setup_.complete = false;
-            }
-            return -1;
+        if (wd < 0 && (errno == ENOSPC || errno == ENOMEM)) {
+            std::string shown = parent < 0 ? name : joined(path_of(parent), name);
+            if (setup_.complete)
+                setup_.problem = errno == ENOSPC ? fmt::format("inotify watch limit reached ({}) at {}",
+                                                               max_watches_text(), shown)
+                                                 : fmt::format("out of kernel memory for inotify watches at {}", shown);
+            setup_.complete = false;
         }
+        return wd;
+    }
+
+    void remember(int wd, int parent, const std::string& name) {
         auto [it, inserted] = nodes_.try_emplace(wd);
         if (inserted || it->second.parent != parent || it->second.name != name) {
             // New, or moved/renamed since: remember where it is now.
             it->second.parent = parent;
             it->second.name = name;
         }
-        return wd;
     }
 
     static void add_interest(Node& node, Interest interest) {
@@ -273,15 +280,17 @@ private:
 
     // Watches `path` (at `level` below the owner's target) and the
     // directories beneath it down to the owner's depth, without following
-    // symlinks or leaving the base's file system. Path look-ups and reading
-    // directories are most of the kernel's work in a large walk, so each
-    // directory is looked at by a one-component name from its parent (the
-    // working directory is moved there and restored), and one whose link
-    // count says it has no subdirectories (2, as find(1) relies on) is never
-    // opened or read (on file systems whose link counts say so: see
-    // counts_subdirectories). The full path of a directory is only spelt out
-    // for one that is read in turn: building two strings per directory was
-    // half of the walk's instructions.
+    // symlinks or leaving the base's file system. Each directory is watched
+    // before it is read, so a subdirectory made after the read is reported by
+    // that watch (handle() walks it). System calls are most of the cost (each
+    // one traps to the hypervisor on a VM), so the walk makes as few as it
+    // can: a directory that is read has all its subdirectories looked at and
+    // watched in one go, by one-component names from the working directory
+    // (moved there once per directory read, restored at the end); one whose
+    // link count says it has no subdirectories (2, as find(1) relies on) is
+    // never opened or read (on file systems whose link counts say so: see
+    // counts_subdirectories). Path strings are spelt out only for the
+    // directories that are read in turn.
     void walk(std::uint32_t index, const std::string& path, const std::string& rel, int parent, const std::string& name,
               std::uint32_t level) {
         const Owner& owner = owners_[index];
@@ -295,47 +304,64 @@ private:
         if (!top || ::fstat(top.get(), &st) != 0 || st.st_dev != owner.device) return;
         UniqueFd saved_cwd(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
 
+        // A watched subdirectory that has subdirectories of its own.
+        struct Pending {
+            std::string name;
+            int wd;
+            nlink_t nlink;
+        };
+        // A directory that was read: its subdirectories are watched, those
+        // in `pending` are read next, depth first.
         struct Frame {
             UniqueFd fd;
-            int wd;
             std::uint32_t level;
             std::string path, rel;
-            std::vector<std::string> subdirs;
+            std::vector<Pending> pending;
             std::size_t next = 0;
         };
         std::vector<Frame> stack;
         const nlink_t unknown = 0;  // subdirectories() then reads to the end
-        std::vector<std::string> first = subdirectories(top.get(), owner.subdir_links ? st.st_nlink : unknown);
-        stack.push_back(Frame{std::move(top), top_wd, level, path, rel, std::move(first)});
-        std::size_t cwd_frame = ~std::size_t{0};
+        auto read_and_watch = [&](UniqueFd fd, int wd, nlink_t nlink, std::uint32_t at, std::string dir_path,
+                                  std::string dir_rel) {
+            Frame frame{std::move(fd), at, std::move(dir_path), std::move(dir_rel), {}};
+            std::vector<std::string> subdirs = subdirectories(frame.fd.get(), owner.subdir_links ? nlink : unknown);
+            bool in_dir = saved_cwd && ::fchdir(frame.fd.get()) == 0;
+            for (const std::string& child : subdirs) {
+                if (!setup_.complete) break;
+                if (is_skipped(owner, frame.rel, child)) continue;
+                // Watched first, looked at after: a link count taken before
+                // the watch could miss a subdirectory made in between.
+                int child_wd = in_dir ? add_watch(child.c_str(), wd, child)
+                                      : add_watch(joined(frame.path, child).c_str(), wd, child);
+                if (child_wd < 0) continue;
+                struct stat cst {};
+                if (::fstatat(frame.fd.get(), child.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(cst.st_mode) ||
+                    cst.st_dev != owner.device) {
+                    // Gone, replaced, or another file system mounted here (the
+                    // watch is on its root): drop the watch unless it is in use.
+                    if (!nodes_.contains(child_wd)) ::inotify_rm_watch(fd_.get(), child_wd);
+                    continue;
+                }
+                remember(child_wd, wd, child);
+                add_interest(nodes_[child_wd], Interest{index, at + 1, {}});
+                if (at + 2 >= owner.depth || (owner.subdir_links && cst.st_nlink == 2)) continue;
+                frame.pending.push_back(Pending{child, child_wd, cst.st_nlink});
+            }
+            stack.push_back(std::move(frame));
+        };
+        read_and_watch(std::move(top), top_wd, st.st_nlink, level, path, rel);
         while (!stack.empty() && setup_.complete) {
             Frame& frame = stack.back();
-            if (frame.next == frame.subdirs.size()) {
+            if (frame.next == frame.pending.size()) {
                 stack.pop_back();
                 continue;
             }
-            const std::string& child = frame.subdirs[frame.next++];
-            if (is_skipped(owner, frame.rel, child)) continue;
-            struct stat cst {};
-            if (::fstatat(frame.fd.get(), child.c_str(), &cst, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(cst.st_mode) ||
-                cst.st_dev != owner.device)
-                continue;  // gone, replaced, or another file system mounted here
-            int wd = -1;
-            if (saved_cwd && (cwd_frame == stack.size() - 1 || ::fchdir(frame.fd.get()) == 0)) {
-                cwd_frame = stack.size() - 1;
-                wd = ensure_watch(child.c_str(), frame.wd, child);
-            } else {
-                wd = ensure_watch(joined(frame.path, child).c_str(), frame.wd, child);
-            }
-            if (wd < 0) continue;
-            add_interest(nodes_[wd], Interest{index, frame.level + 1, {}});
-            if (frame.level + 2 >= owner.depth || (owner.subdir_links && cst.st_nlink == 2)) continue;
-            UniqueFd fd(::openat(frame.fd.get(), child.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+            const Pending& child = frame.pending[frame.next++];
+            UniqueFd fd(::openat(frame.fd.get(), child.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
             if (!fd) continue;
-            std::vector<std::string> subdirs = subdirectories(fd.get(), owner.subdir_links ? cst.st_nlink : unknown);
-            std::uint32_t child_level = frame.level + 1;  // `frame` dangles after the push
-            std::string child_path = joined(frame.path, child), child_rel = frame.rel + "/" + child;
-            stack.push_back(Frame{std::move(fd), wd, child_level, std::move(child_path), std::move(child_rel), std::move(subdirs)});
+            // The arguments are built before the call: the push inside it moves `frame`.
+            read_and_watch(std::move(fd), child.wd, child.nlink, frame.level + 1, joined(frame.path, child.name),
+                           frame.rel + "/" + child.name);
         }
         if (saved_cwd) (void)::fchdir(saved_cwd.get());
     }

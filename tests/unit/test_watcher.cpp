@@ -1,6 +1,9 @@
 #include "volwatch/watcher.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -219,6 +222,61 @@ TEST_P(WatcherTest, RemovingAVolumeWhoseRootNowLiesElsewhereKeepsTheOtherFileSys
     watcher->remove(2);
     drain(*watcher);
     write_file(dir / "src/file", "2");
+    EXPECT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
+}
+
+// The inotify walk reads only directories that have subdirectories (by link
+// count on ext4, tmpfs and xfs; every one elsewhere) and watches a read
+// directory's subdirectories in one go: every directory to the depth is
+// watched once, symlinks are not followed, and changes at the bottom of each
+// branch are seen.
+TEST(InotifyWalk, WatchesEveryDirectoryOfAMixedTreeOnce) {
+    TempDir dir;
+    for (const char* leaf : {"src/a/a1/f", "src/a/a2/x/f", "src/b/f", "src/c/c1/f", "src/c/c2/c3/c4/f"})
+        write_file(dir / leaf, "1");
+    fs::create_directory_symlink(dir / "src/a", dir / "src/link");
+    auto watcher = make_inotify_watcher();
+    auto deep = watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}}));
+    ASSERT_TRUE(deep.ok());
+    EXPECT_TRUE(deep->complete);
+    EXPECT_EQ(deep->watches, 12U);  // the base, src and its 10 directories; not the symlink
+    auto shallow = watcher->add(2, plan_for(dir.path(), {{"src", WatchRole::source, 2}}));
+    ASSERT_TRUE(shallow.ok());
+    EXPECT_EQ(shallow->watches, 5U);  // the base, src, a, b, c
+    for (const char* leaf : {"src/a/a2/x/f", "src/c/c1/f", "src/c/c2/c3/c4/f"}) {
+        drain(*watcher);
+        write_file(dir / leaf, "2");
+        std::vector<WatchEvent> events;
+        ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed, &events)) << leaf;
+        EXPECT_EQ(events.back().path, leaf);
+    }
+}
+
+// A file system mounted inside a deep source is not walked into (vcheck does
+// not cross it either); the rest of the source is watched as before.
+TEST_P(WatcherTest, AFileSystemMountedInsideASourceIsNotWatched) {
+    TempDir dir;
+    write_file(dir / "src/plain/f", "1");
+    fs::create_directories(dir / "src/m");
+    const fs::path mnt = dir / "src/m";
+    if (::mount("volwatch-test", mnt.c_str(), "tmpfs", 0, nullptr) != 0)
+        GTEST_SKIP() << "cannot mount a tmpfs (needs root): " << std::strerror(errno);
+    struct Unmount {
+        fs::path path;
+        ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+    } unmount{mnt};
+    write_file(mnt / "sub/f", "1");
+    MAKE_WATCHER(watcher);
+    auto setup = watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}}));
+    ASSERT_TRUE(setup.ok());
+    if (GetParam() == "inotify") {
+        EXPECT_EQ(setup->watches, 3U);  // the base, src, plain
+    }
+    drain(*watcher);
+    write_file(mnt / "sub/f", "2");
+    write_file(mnt / "g", "2");
+    EXPECT_FALSE(wait_event(*watcher, 1, WatchEventKind::changed, nullptr, 300));
+    write_file(dir / "src/plain/f", "2");
     EXPECT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed));
 }
 
