@@ -155,7 +155,8 @@ bool find_in_path(const char* name, std::array<char, PATH_MAX>& found) {
         std::size_t colon = dirs.find(':');
         std::string_view dir = dirs.substr(0, colon);
         if (dir.size() + name_length + 2 <= found.size()) {
-            char* end = std::copy(dir.begin(), dir.end(), found.data());
+            std::memcpy(found.data(), dir.data(), dir.size());
+            char* end = found.data() + dir.size();
             if (!dir.empty()) *end++ = '/';  // an empty entry is the working directory
             std::memcpy(end, name, name_length + 1);
             if (::faccessat(AT_FDCWD, found.data(), X_OK, AT_EACCESS) == 0) return true;
