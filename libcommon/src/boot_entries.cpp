@@ -8,6 +8,7 @@
 #include <fnmatch.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -35,6 +36,16 @@ std::optional<std::uint64_t> parse_number(std::string_view digits) {
 }
 
 std::optional<std::string> read_small_file(const fs::path& path) { return read_regular_file(path, max_entry_bytes); }
+
+// A "key value" line of an entry or of loader.conf: the key up to the first
+// blank, the value after the blanks that follow, trailing blanks and a CR
+// dropped. nullopt for a line with no value.
+std::optional<std::pair<std::string_view, std::string_view>> key_and_value(std::string_view line) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    std::size_t space = line.find_first_of(" \t");
+    if (space == std::string_view::npos) return std::nullopt;
+    return std::pair{line.substr(0, space), line.substr(line.find_first_not_of(" \t", space))};
+}
 
 // {generation} and {slot}, where config.cpp's parser sees placeholders.
 std::string expand(std::string_view text, std::uint64_t generation, const std::string& slot) {
@@ -141,12 +152,10 @@ std::optional<BootEntryPaths> parse_boot_entry_paths(std::string_view text) {
     BootEntryPaths paths;
     bool has_linux = false;
     for (std::string_view rest = text, line; next_line(rest, line);) {
-        while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
-        std::size_t space = line.find_first_of(" \t");
-        if (space == std::string_view::npos) continue;
-        std::string_view key = line.substr(0, space);
+        auto field = key_and_value(line);
+        if (!field) continue;
+        auto [key, value] = *field;
         if (key != "linux" && key != "initrd") continue;
-        std::string_view value = line.substr(line.find_first_not_of(" \t", space));
         if (!value.starts_with("/volwatch/slot-") || value.size() < 18 || value[16] != '/') return std::nullopt;
         std::string slot(value.substr(15, 1));
         std::string file(value.substr(17));
@@ -227,11 +236,10 @@ std::string loader_default_problem(const fs::path& target, const std::string& li
     if (!text) return "";
     for (std::string_view rest = *text, line; next_line(rest, line);) {
         while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
-        if (line.substr(0, 7) != "default" || line.size() < 8 || (line[7] != ' ' && line[7] != '\t')) continue;
-        std::string pattern(line.substr(8));
-        while (!pattern.empty() && (pattern.front() == ' ' || pattern.front() == '\t')) pattern.erase(0, 1);
-        while (!pattern.empty() && (pattern.back() == ' ' || pattern.back() == '\t' || pattern.back() == '\r')) pattern.pop_back();
-        if (pattern.empty() || ::fnmatch(pattern.c_str(), live_id.c_str(), FNM_CASEFOLD) == 0) continue;
+        auto field = key_and_value(line);
+        if (!field || field->first != "default") continue;
+        std::string pattern(field->second);
+        if (::fnmatch(pattern.c_str(), live_id.c_str(), FNM_CASEFOLD) == 0) continue;
         return fmt::format("{}/loader/loader.conf sets 'default {}', which does not match the live generation's entry {}: "
                            "systemd-boot will not start the newest set by default (remove the line, or use a pattern such as "
                            "'default {}-*')", target.string(), pattern, live_id, live_id.substr(0, live_id.rfind('-')));
