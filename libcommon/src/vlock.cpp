@@ -27,6 +27,7 @@
 
 #include "volwatch/lockdir.hpp"
 #include "volwatch/output.hpp"
+#include "volwatch/parked_command.hpp"
 #include "volwatch/volume.hpp"
 
 namespace volwatch {
@@ -140,31 +141,6 @@ private:
     sigset_t old_{};
     UniqueFd fd_;
 };
-
-// Where execvp(3) would find `name`, into `found`: the first PATH entry that
-// names a file we may execute. False when `name` holds a slash, PATH is unset
-// or nothing is found: execvp then searches, and reports, itself (and it
-// also covers what this misses: a directory, a script without "#!").
-// Runs in the forked child, so without allocating: no page is written that
-// the parent shares.
-bool find_in_path(const char* name, std::array<char, PATH_MAX>& found) {
-    const char* path = std::getenv("PATH");
-    if (path == nullptr || std::strchr(name, '/') != nullptr) return false;
-    const std::size_t name_length = std::strlen(name);
-    for (std::string_view dirs(path);;) {
-        std::size_t colon = dirs.find(':');
-        std::string_view dir = dirs.substr(0, colon);
-        if (dir.size() + name_length + 2 <= found.size()) {
-            std::memcpy(found.data(), dir.data(), dir.size());
-            char* end = found.data() + dir.size();
-            if (!dir.empty()) *end++ = '/';  // an empty entry is the working directory
-            std::memcpy(end, name, name_length + 1);
-            if (::faccessat(AT_FDCWD, found.data(), X_OK, AT_EACCESS) == 0) return true;
-        }
-        if (colon == std::string_view::npos) return false;
-        dirs.remove_prefix(colon + 1);
-    }
-}
 
 std::string join(const std::vector<std::string>& words) {
     std::string out;
@@ -295,51 +271,19 @@ ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions
     return code;
 }
 
-// vlock VOLUME -- CMD: the command is forked first and parked on a pipe, so
-// that its identity is written as an owner in the same rewrite that grants
-// the lock; if vlock dies before the grant, the pipe closes and the command
-// never runs.
-// The fork comes before everything else vlock does, even before the host
-// config is read: each page that vlock writes both before and after a fork
-// is copied once it is written again (on this VM a page fault costs about
-// ten system calls), and by forking early most of vlock's stack and heap
-// are first touched after the fork instead (docs/benchmarks.md, issue 13).
+// vlock VOLUME -- CMD: the command is started first and parked just before
+// its exec (ParkedCommand), so that its identity is written as an owner in
+// the same rewrite that grants the lock; if vlock dies or gives up before
+// the grant, the command never runs. It is parked before everything else
+// vlock does, even before the host config is read, and with no copy of
+// vlock's memory: a fork cost the lock about a millisecond of page copying
+// on this VM (docs/benchmarks.md, issue 13).
 ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostream& err) {
     SignalCatcher signals;
-    int go[2];
-    if (::pipe2(go, O_CLOEXEC) != 0) throw Failure(ExitCode::internal, fmt::format("pipe: {}", std::strerror(errno)));
-    std::vector<char*> argv;
-    for (const auto& word : options.command) argv.push_back(const_cast<char*>(word.c_str()));
-    argv.push_back(nullptr);
-    std::string exec_failed = fmt::format("vlock: {}: ", options.command.front());
     out.flush();
     err.flush();
-    pid_t child = ::fork();
-    if (child < 0) throw Failure(ExitCode::internal, fmt::format("fork: {}", std::strerror(errno)));
-    if (child == 0) {
-        ::sigprocmask(SIG_SETMASK, &signals.old_mask(), nullptr);
-        ::close(go[1]);
-        // The PATH search is done while parked: after the grant, one exec
-        // instead of one failed exec per PATH directory ahead of the command's.
-        // execvp stays the fallback, and reports the error if there is one.
-        std::array<char, PATH_MAX> found;
-        bool searched = find_in_path(argv[0], found);
-        char byte = 0;
-        ssize_t n;
-        while ((n = ::read(go[0], &byte, 1)) < 0 && errno == EINTR) {
-        }
-        if (n != 1) ::_exit(to_int(ExitCode::busy));
-        if (searched) ::execv(found.data(), argv.data());
-        ::execvp(argv[0], argv.data());
-        int error = errno;
-        const char* reason = std::strerror(error);
-        (void)!::write(STDERR_FILENO, exec_failed.data(), exec_failed.size());
-        (void)!::write(STDERR_FILENO, reason, std::strlen(reason));
-        (void)!::write(STDERR_FILENO, "\n", 1);
-        ::_exit(error == ENOENT ? 127 : 126);
-    }
-    ::close(go[0]);
-    UniqueFd go_write(go[1]);
+    ParkedCommand command(options.command, signals.old_mask());
+    const pid_t child = command.pid();
     // The child is ours and not reaped, so its PID cannot name another
     // process yet: a plain pidfd_open needs no identity check afterwards.
 #ifdef SYS_pidfd_open
@@ -353,25 +297,14 @@ ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostrea
         }
         return status_of(wait_status);
     };
-    // Until the grant, every way out closes the pipe and reaps the command,
-    // which then exits without running.
-    auto not_run = [&] {
-        go_write.reset();
-        reap();
-    };
-    std::optional<Target> target;
-    std::optional<LockDir> dir;
-    try {
-        target = resolve_target(options.volume, options.host).or_throw();
-        dir = LockDir::open(target->host.lock_dir, LockDirAccess::write).or_throw();
-    } catch (...) {
-        not_run();
-        throw;
-    }
+    // Until the grant, every way out cancels the command (~ParkedCommand
+    // too), which then exits without running.
+    const Target target = resolve_target(options.volume, options.host).or_throw();
+    const LockDir dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
     const ProcessIdentity me = self_identity();
 
     AcquireRequest request;
-    request.volume = target->shown;
+    request.volume = target.shown;
     if (auto me_child = identify_process(child)) request.owners.push_back(*me_child);
     request.owners.push_back(me);
     request.waiter = me;
@@ -379,16 +312,16 @@ ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostrea
     request.purpose = options.purpose;
     request.wait = options.wait;
     request.interrupt_fd = signals.fd();
-    request.limits = lock_limits(target->host);
-    LockLog log = logger(err, "vlock", target->shown);
-    auto grant = acquire_volume_lock(*dir, target->volume.id.value, request, log);
+    request.limits = lock_limits(target.host);
+    LockLog log = logger(err, "vlock", target.shown);
+    auto grant = acquire_volume_lock(dir, target.volume.id.value, request, log);
     if (!grant) {
-        not_run();
+        command.cancel();
         if (int sig = signals.next()) return static_cast<ExitCode>(128 + sig);
-        return refuse(*target, grant.problem(), options, out, err);
+        return refuse(target, grant.problem(), options, out, err);
     }
-    if (::write(go_write.get(), "x", 1) != 1) throw Failure(ExitCode::internal, "cannot start the command");
-    go_write.reset();
+    if (int error = command.start())
+        err << escape_for_terminal(fmt::format("vlock: {}: {}", options.command.front(), std::strerror(error))) << '\n';
     // A waiter's watch is closed after the release, not retired here
     // (retire_watch): retiring forks twice while the lock is held, and the
     // next waiter would wait for it. After the release, closing it costs
@@ -422,12 +355,12 @@ ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostrea
     release.requesters = {me};
     release.status = status;
     release.limits = request.limits;
-    auto released = release_volume_lock(*dir, target->volume.id.value, release, log);
+    auto released = release_volume_lock(dir, target.volume.id.value, release, log);
     watch.reset();
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
-        err << escape_for_terminal(fmt::format("vlock: {}: {}", target->shown, released.problem().message)) << '\n';
+        err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)) << '\n';
     return static_cast<ExitCode>(status);
 }
 
