@@ -3,7 +3,8 @@
 # The VM suite's guest-lockup rule (tests/vm/lib.sh, vm_lockup_verdict), on
 # console logs of real boots (tests/vm/fixtures): a guest kernel soft lockup
 # before the guest's step began is the emulator's and its boot is retried; one
-# after the step began fails the scenario; a normal boot shows neither.
+# after the step began fails the scenario; a normal boot shows neither. Then
+# vm_boot itself, with a stand-in QEMU (fake-qemu/) that writes those logs.
 
 bats_require_minimum_version 1.5.0
 
@@ -16,6 +17,15 @@ setup() {
     cp "$FIXTURES/results-before-step.log" "$DIR/before.log"
     cp "$FIXTURES/results-before-step.log" "$DIR/started.log"
     printf 'VWTEST boot-cmdline BOOT_IMAGE=/volwatch/slot-a/vmlinuz ro console=ttyS0,115200\nVWTEST step-start\n' >>"$DIR/started.log"
+    PATH=$VOLWATCH_SOURCE_DIR/tests/cli/fake-qemu:$PATH
+    export FAKE_QEMU_PLAN=$DIR/plan
+    export VM_RETRY_LOG=$DIR/retried
+    echo 'vw_done' >"$DIR/step.sh"
+}
+
+# vm_boot copies the firmware's variable store for each boot.
+need_ovmf() {
+    [[ -f /usr/share/OVMF/OVMF_VARS_4M.fd ]] || skip "no /usr/share/OVMF/OVMF_VARS_4M.fd (scripts/deps.sh vm installs it)"
 }
 
 teardown() {
@@ -78,4 +88,49 @@ teardown() {
     [ "$output" = " (1 boot retried: guest kernel lockup before its step)" ]
     run -0 vm_retried_note 2
     [ "$output" = " (2 boots retried: guest kernel lockup before their step)" ]
+}
+
+@test "vm_boot: a lockup before the step kills that boot, keeps it, and boots once more" {
+    need_ovmf
+    printf 'lockup-before\ndone\n' >"$FAKE_QEMU_PLAN"
+    run -0 vm_boot "$DIR/run" "$DIR/step.sh" 1 30
+    [[ $output == *"vm: boot 1: guest kernel lockup before the step began (emulator), retrying once; "*"'[   32.861623] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [systemd-udevd:214]'; console kept in $DIR/run/boot-1/console.log"* ]]
+    [[ $output == *"vm: boot 2 (step.sh, disk 1): "*" s, qemu exit 0"* ]]
+    [ "$(cat "$VM_RETRY_LOG")" = "$DIR/run/boot-1" ]
+    grep -q 'soft lockup' "$DIR/run/boot-1/console.log"
+    cmp "$DIR/run/boot-1/cfg/step.sh" "$DIR/run/boot-2/cfg/step.sh"
+    run -1 pgrep -f "file=$DIR/run/boot-1/"
+}
+
+@test "vm_boot: a second lockup before the step fails the scenario, naming the lockup" {
+    need_ovmf
+    printf 'lockup-before\nlockup-before\n' >"$FAKE_QEMU_PLAN"
+    run -1 vm_boot "$DIR/run" "$DIR/step.sh" 1 30
+    [[ $output == *"vm: FAIL: boot 2: guest kernel lockup before the step began, on the retry too (emulator): '[   32.861623] watchdog: BUG: soft lockup"* ]]
+    [ "$(cat "$VM_RETRY_LOG")" = "$DIR/run/boot-1" ]
+    [ ! -e "$DIR/run/boot-3" ]
+    run -1 pgrep -f "file=$DIR/run/boot-2/"
+}
+
+@test "vm_boot: a lockup after the step began fails at once, not retried" {
+    need_ovmf
+    printf 'lockup-after\ndone\n' >"$FAKE_QEMU_PLAN"
+    run -1 vm_boot "$DIR/run" "$DIR/step.sh" 1 30
+    [[ $output == *"vm: FAIL: boot 1: guest kernel lockup after the step began (not retried: it may be ours): '[   32.861623] watchdog: BUG: soft lockup"* ]]
+    [[ $output != *"timed out"* ]]
+    [ ! -e "$DIR/run/boot-2" ]
+    [ ! -e "$VM_RETRY_LOG" ]
+    run -1 pgrep -f "file=$DIR/run/boot-1/"
+}
+
+@test "vm_boot with VM_UNTIL (the power-cut boots): retried too, and left running once the guest reports" {
+    need_ovmf
+    printf 'lockup-before\nloop\n' >"$FAKE_QEMU_PLAN"
+    VM_UNTIL='^VWTEST sync-start 1$' vm_boot "$DIR/run" "$DIR/step.sh" 2 30 2>"$DIR/log"
+    grep -q 'vm: boot 1: guest kernel lockup before the step began (emulator), retrying once' "$DIR/log"
+    [ "$VM_LAST" = "$DIR/run/boot-2" ]
+    run -1 pgrep -f "file=$DIR/run/boot-1/"
+    pgrep -f "file=$DIR/run/boot-2/"
+    vm_kill_qemu
+    run -1 pgrep -f "file=$DIR/run/boot-2/"
 }
