@@ -143,6 +143,9 @@ fi
 cd /run/vwtest || exit 1
 source ./guest.sh
 echo "VWTEST boot-cmdline $(cat /proc/cmdline)" >&3
+# The step begins: a guest kernel lockup before this line is the emulator's
+# (vm_lockup_verdict retries that boot), one after it may be ours.
+echo "VWTEST step-start" >&3
 source ./step.sh
 RUN
 }
@@ -246,16 +249,118 @@ FSTAB
 # ---------------------------------------------------------------- booting
 vm_accel() { if [[ -r /dev/kvm && -w /dev/kvm ]]; then echo kvm; else echo tcg; fi; }
 
+# ------------------------------------------------ guest kernel lockups (TCG)
+# Under TCG the emulator has hung both vCPUs of a guest in early boot, before
+# any volwatch step ran: the console then shows soft lockups and RCU stalls
+# every 30 s until the boot's time limit kills QEMU (kept in
+# tests/vm/fixtures/console-soft-lockup.log, power-loss, 2026-12-06).
+VM_LOCKUP_RE='watchdog: BUG: soft lockup|rcu: INFO: rcu_[a-z]+ (self-)?detected stall'
+
+# vm_lockup_verdict CONSOLE RESULTS: "retry" when the console log shows a guest
+# kernel soft lockup or RCU stall and the guest had not begun its step (no
+# "VWTEST step-start" line in RESULTS, the second serial port), "fail" when it
+# had; nothing when the console shows no lockup.
+vm_lockup_verdict() {
+    grep -qaE "$VM_LOCKUP_RE" "$1" 2>/dev/null || return 0
+    if grep -qa 'VWTEST step-start' "$2" 2>/dev/null; then echo fail; else echo retry; fi
+}
+
+# vm_lockup_line CONSOLE: the console's first lockup line, for the log.
+vm_lockup_line() {
+    grep -aE -m1 "$VM_LOCKUP_RE" "$1" | tr -d '\r' | sed 's/^ *//'
+}
+
+# vm_kill_qemu: SIGKILL to QEMU (the child of timeout(1)), then to timeout.
+vm_kill_qemu() {
+    pkill -KILL -P "$VM_QEMU_PID" qemu-system-x86 || true
+    kill -KILL "$VM_QEMU_PID" 2>/dev/null || true
+    wait "$VM_QEMU_PID" 2>/dev/null || true
+}
+
+# vm_watch_boot [UNTIL]: watches the running boot VM_LAST (QEMU under
+# timeout(1), pid VM_QEMU_PID) and sets VM_WATCH: "exited" when QEMU has exited
+# (its status in VM_QEMU_RC); "until" when the guest reported a line matching
+# the grep pattern UNTIL (QEMU left running); "retry" or "fail" as
+# vm_lockup_verdict says, QEMU killed at once.
+vm_watch_boot() {
+    local until=${1:-}
+    while kill -0 "$VM_QEMU_PID" 2>/dev/null; do
+        VM_WATCH=$(vm_lockup_verdict "$VM_LAST/console.log" "$VM_LAST/results.log")
+        if [[ -n $VM_WATCH ]]; then vm_kill_qemu; return 0; fi
+        if [[ -n $until ]] && grep -qa "$until" "$VM_LAST/results.log" 2>/dev/null; then
+            VM_WATCH=until
+            return 0
+        fi
+        sleep 0.5
+    done
+    VM_WATCH=exited
+    VM_QEMU_RC=0
+    wait "$VM_QEMU_PID" || VM_QEMU_RC=$?
+}
+
 # vm_boot RUNDIR STEPFILE [BOOTDISK] [TIMEOUT]: one boot, running STEPFILE in
 # the guest; returns when QEMU exits. BOOTDISK 1 or 2 picks the ESP the
 # firmware boots from. Output: RUNDIR/boot-N/{console,results}.log; the
-# variable VM_LAST names that directory. With VM_BACKGROUND=1 QEMU is left
-# running and VM_QEMU_PID names it. With VM_REBOOT=1 a reboot of the guest
-# (a kernel panic with panic=N) restarts the firmware instead of ending QEMU.
+# variable VM_LAST names that directory. With VM_UNTIL=PATTERN it returns,
+# QEMU left running (VM_QEMU_PID), once the guest reports a line matching
+# PATTERN. With VM_REBOOT=1 a reboot of the guest (a kernel panic with
+# panic=N) restarts the firmware instead of ending QEMU.
+#
+# A guest kernel lockup before the step began (vm_lockup_verdict) is the
+# emulator's: that boot is killed, kept, logged, counted in VM_RETRY_LOG
+# (run.sh's summary) and booted again, once, with the same disks and step.
+# This is safe: to the disks, the killed boot is a power cut in early boot,
+# which the product must survive anyway (power-loss.sh cuts power mid-sync).
+# vwatch may already have started, so a lockup of ours before the step is
+# retried too, but it fails the scenario when it happens again. A lockup after
+# the step began fails the scenario at once.
 VM_BOOTS=0
 VM_FILES=()   # more files for the guest, in its /run/vwtest
 vm_boot() {
-    local run=$1 step=$2 bootdisk=${3:-1} timeout=${4:-$VM_BOOT_TIMEOUT}
+    local run=$1 step=$2 bootdisk=${3:-1} timeout=${4:-$VM_BOOT_TIMEOUT} attempt start
+    for attempt in 1 2; do
+        vm_start_qemu "$run" "$step" "$bootdisk" "$timeout"
+        start=$SECONDS
+        vm_watch_boot "${VM_UNTIL:-}"
+        echo "$((SECONDS - start))" >"$VM_LAST/seconds"
+        case $VM_WATCH in
+        retry)
+            (( attempt == 1 )) || vm_fail "boot $VM_BOOTS: guest kernel lockup before the step began, on the retry" \
+                "too (emulator): '$(vm_lockup_line "$VM_LAST/console.log")'"
+            vm_log "boot $VM_BOOTS: guest kernel lockup before the step began (emulator), retrying once;" \
+                "after $((SECONDS - start)) s: '$(vm_lockup_line "$VM_LAST/console.log")'; console kept in $VM_LAST/console.log"
+            echo "$VM_LAST" >>"${VM_RETRY_LOG:-/dev/null}"
+            continue ;;
+        fail)
+            vm_fail "boot $VM_BOOTS: guest kernel lockup after the step began (not retried: it may be ours):" \
+                "'$(vm_lockup_line "$VM_LAST/console.log")'" ;;
+        esac
+        break
+    done
+    if [[ -n ${VM_UNTIL:-} ]]; then
+        [[ $VM_WATCH == until ]] && return 0
+        [[ $VM_QEMU_RC != 137 ]] || vm_fail "boot $VM_BOOTS timed out after $timeout s before the guest reported '$VM_UNTIL'"
+        vm_fail "the guest stopped (qemu exit $VM_QEMU_RC) before it reported '$VM_UNTIL'"
+    fi
+    local rc=$VM_QEMU_RC
+    vm_log "boot $VM_BOOTS ($(basename "$step"), disk $bootdisk): $((SECONDS - start)) s, qemu exit $rc"
+    if [[ $rc == 137 ]]; then vm_fail "boot $VM_BOOTS timed out after $timeout s"; fi
+    [[ $rc == 0 ]] || vm_fail "qemu exited with $rc"
+    grep -q '^VWTEST done' <(tr -d '\r' <"$VM_LAST/results.log") || vm_fail "the guest did not finish its step"
+}
+
+# vm_retried_note N: the summary's note of N boots retried after a guest
+# kernel lockup before their step (vm_boot); nothing when N is 0.
+vm_retried_note() {
+    (( $1 > 0 )) || return 0
+    if (( $1 == 1 )); then printf ' (1 boot retried: guest kernel lockup before its step)'
+    else printf ' (%s boots retried: guest kernel lockup before their step)' "$1"; fi
+}
+
+# vm_start_qemu RUNDIR STEPFILE BOOTDISK TIMEOUT: a new boot directory
+# (VM_LAST) for STEPFILE and QEMU started in the background (VM_QEMU_PID).
+vm_start_qemu() {
+    local run=$1 step=$2 bootdisk=$3 timeout=$4
     VM_BOOTS=$((VM_BOOTS + 1))
     VM_LAST=$run/boot-$VM_BOOTS
     mkdir -p "$VM_LAST/cfg"
@@ -276,19 +381,8 @@ vm_boot() {
         -drive "if=none,id=cfg,format=raw,readonly=on,file=$VM_LAST/cfg.tar" -device virtio-blk-pci,drive=cfg,serial=vwcfg
         -serial "file:$VM_LAST/console.log" -serial "file:$VM_LAST/results.log")
     [[ ${VM_REBOOT:-0} == 1 ]] || VM_QEMU+=(-no-reboot)
-    local start=$SECONDS
-    if [[ ${VM_BACKGROUND:-0} == 1 ]]; then
-        "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 &
-        VM_QEMU_PID=$!
-        return 0
-    fi
-    local rc=0
-    "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 || rc=$?
-    echo "$((SECONDS - start))" >"$VM_LAST/seconds"
-    vm_log "boot $VM_BOOTS ($(basename "$step"), disk $bootdisk): $((SECONDS - start)) s, qemu exit $rc"
-    if [[ $rc == 137 ]]; then vm_fail "boot $VM_BOOTS timed out after $timeout s"; fi
-    [[ $rc == 0 ]] || vm_fail "qemu exited with $rc"
-    grep -q '^VWTEST done' <(tr -d '\r' <"$VM_LAST/results.log") || vm_fail "the guest did not finish its step"
+    "${VM_QEMU[@]}" >"$VM_LAST/qemu.log" 2>&1 &
+    VM_QEMU_PID=$!
 }
 
 # vm_result KEY [BOOTDIR]: the value of the last "VWTEST KEY value" line.
@@ -377,17 +471,10 @@ vm_esp_entries() {
 vm_cut_boot() {
     local step=$1 disk=$2 window=$3 label=$4 delay
     delay=$((RANDOM % (window * 10)))
-    VM_BACKGROUND=1 vm_boot "$VM_RUN" "$step" "$disk" 900
+    VM_UNTIL='^VWTEST sync-start 1$' vm_boot "$VM_RUN" "$step" "$disk" 900
     local start=$SECONDS
-    while ! { [[ -f $VM_LAST/results.log ]] && tr -d '\r' <"$VM_LAST/results.log" | grep -q '^VWTEST sync-start 1$'; }; do
-        kill -0 "$VM_QEMU_PID" 2>/dev/null || vm_fail "the guest stopped before its sync loop"
-        (( SECONDS - start < VM_BOOT_TIMEOUT + 600 )) || { kill -9 "$VM_QEMU_PID"; vm_fail "the sync loop never started"; }
-        sleep 0.5
-    done
     sleep "$((delay / 10)).$((delay % 10))"
-    pkill -KILL -P "$VM_QEMU_PID" qemu-system-x86 || true   # QEMU, under timeout(1)
-    kill -KILL "$VM_QEMU_PID" 2>/dev/null || true
-    wait "$VM_QEMU_PID" 2>/dev/null || true
+    vm_kill_qemu
     echo "$((SECONDS - start))" >"$VM_LAST/seconds"
     local last
     last=$(tr -d '\r' <"$VM_LAST/results.log" | grep '^VWTEST sync-' | tail -n 1)
@@ -435,3 +522,4 @@ vm_esp_fsck() {
     rm -f "$copy"
     vm_log "$3: fsck.vfat -n of ESP $2: ${findings:-clean}"
 }
+

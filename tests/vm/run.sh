@@ -37,6 +37,7 @@ vm_assemble "$VM_WORK/golden" "$deb"
 
 failed=()
 skipped=()
+retried=0
 budget=${VOLWATCH_VM_BUDGET:-0}
 for scenario in "${scenarios[@]}"; do
     [[ -f $here/$scenario.sh ]] || vm_die "no scenario $scenario"
@@ -47,16 +48,26 @@ for scenario in "${scenarios[@]}"; do
     fi
     vm_log "=== scenario $scenario"
     start=$SECONDS
-    if bash "$here/$scenario.sh"; then
-        vm_log "=== scenario $scenario passed in $((SECONDS - start)) s"
-    else
-        vm_log "=== scenario $scenario FAILED after $((SECONDS - start)) s"
-        failed+=("$scenario")
-    fi
+    # vm_boot writes here the boot directory of each boot it retried.
+    export VM_RETRY_LOG=$VM_WORK/$scenario.retried
+    rm -f "$VM_RETRY_LOG"
+    if bash "$here/$scenario.sh"; then result="passed in"; else result="FAILED after"; failed+=("$scenario"); fi
+    n=0
+    [[ ! -f $VM_RETRY_LOG ]] || n=$(wc -l <"$VM_RETRY_LOG")
+    retried=$((retried + n))
+    vm_log "=== scenario $scenario $result $((SECONDS - start)) s$(vm_retried_note "$n")"
 done
-vm_log "suite: $((SECONDS - suite_start)) s; ran $(( ${#scenarios[@]} - ${#skipped[@]} )) of ${#scenarios[@]} scenarios, ${#failed[@]} failed${skipped[*]:+, skipped for time: ${skipped[*]}}"
+vm_log "suite: $((SECONDS - suite_start)) s; ran $(( ${#scenarios[@]} - ${#skipped[@]} )) of ${#scenarios[@]} scenarios, ${#failed[@]} failed${skipped[*]:+, skipped for time: ${skipped[*]}}$(vm_retried_note "$retried")"
 if [[ ${#failed[@]} -gt 0 ]]; then
     vm_log "failed scenarios: ${failed[*]} (disk images and logs kept in $VM_WORK)"
     exit 1
 fi
-[[ -n ${VOLWATCH_VM_WORK:-} ]] || rm -rf "$VM_WORK"
+if [[ -z ${VOLWATCH_VM_WORK:-} ]]; then
+    if (( retried > 0 )); then
+        # The retried boots' consoles are the evidence of the emulator hang.
+        find "$VM_WORK" -name '*.img' -delete
+        vm_log "boot logs kept in $VM_WORK (boots retried: $(cat "$VM_WORK"/*.retried | tr '\n' ' '))"
+    else
+        rm -rf "$VM_WORK"
+    fi
+fi
