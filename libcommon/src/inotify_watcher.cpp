@@ -5,6 +5,7 @@
 // "all entries" interests. Several volumes may share a directory: a watch
 // lives as long as any interest in it.
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
@@ -271,56 +272,88 @@ private:
     std::vector<Frame> stack_;
 };
 
-// The hand-over between the two threads of a walk.
-struct Handover {
-    std::mutex mutex;
-    std::condition_variable watcher_wakeup, reader_wakeup;
-    std::deque<Batch> for_watcher;  // read (to watch), or looked at (to record)
-    std::deque<Batch> for_reader;   // watched (to look at)
-    bool stop = false;              // stage 1: the watch limit is reached, read no more
-    bool finished = false;          // stage 2: nothing more will come
-    bool abandoned = false;         // stage 1 failed: stage 2 ends now
+// One direction of the hand-over between the two threads of a walk.
+// Batches pass in bunches, so that a thread is woken about once a bunch, not
+// once a batch: the sender queues them on its side and hands the bunch over
+// when it is full, or (flush) before it waits or ends.
+class BatchChannel {
+public:
+    explicit BatchChannel(std::size_t bunch) : bunch_(bunch) {}
 
-    void give_watcher(Batch batch) {
-        {
-            std::lock_guard lock(mutex);
-            for_watcher.push_back(std::move(batch));
-        }
-        watcher_wakeup.notify_one();
+    // Sender: queues `batch`, handing the bunch over when it is full.
+    void send(Batch batch) {
+        outgoing_.push_back(std::move(batch));
+        if (outgoing_.size() >= bunch_) flush();
     }
+    // Sender: hands over what is queued.
+    void flush() {
+        if (outgoing_.empty()) return;
+        {
+            std::lock_guard lock(mutex_);
+            for (Batch& batch : outgoing_) handed_over_.push_back(std::move(batch));
+        }
+        outgoing_.clear();
+        ready_.notify_one();
+    }
+    // Sender: no more batches will come (after a flush).
+    void close() {
+        {
+            std::lock_guard lock(mutex_);
+            closed_ = true;
+        }
+        ready_.notify_one();
+    }
+    // Receiver: moves what was handed over to `into`, waiting for it when
+    // `wait`; false once the channel is closed and nothing is left.
+    bool receive(std::deque<Batch>& into, bool wait) {
+        std::unique_lock lock(mutex_);
+        if (wait) ready_.wait(lock, [&] { return !handed_over_.empty() || closed_; });
+        if (handed_over_.empty()) return !closed_;
+        for (Batch& batch : handed_over_) into.push_back(std::move(batch));
+        handed_over_.clear();
+        return true;
+    }
+
+private:
+    const std::size_t bunch_;
+    std::vector<Batch> outgoing_;  // the sender's, not shared
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::vector<Batch> handed_over_;
+    bool closed_ = false;
 };
 
-// Batches stage 2 may read before stage 1 has watched them: enough that
-// neither stage waits for the other, few enough to hold few descriptors.
-constexpr std::size_t read_ahead = 4;
+// The two directions, and stage 1's word to stage 2 to read no more.
+struct Handover {
+    // Batches passed in one go, and stage 2's batches out with stage 1 at
+    // most: enough that neither thread waits for the other often, few enough
+    // to hold few descriptors (each batch holds its directory's).
+    static constexpr std::size_t bunch = 8;
+    static constexpr std::size_t read_ahead = 4 * bunch;
+    BatchChannel to_watcher{bunch};  // read (to watch), or looked at (to record)
+    BatchChannel to_reader{bunch};   // watched (to look at)
+    std::atomic<bool> stop{false};   // the watch limit is reached
+};
 
 // Stage 2's driver on the helper thread: looks at what stage 1 has watched
-// first, else reads ahead; ends when no batch is out with stage 1 and nothing
-// is left to read (or stage 1 said stop). `out` counts the batches handed to
-// stage 1 that are to come back watched.
+// first, else reads ahead; ends when no batch is out with stage 1 and
+// nothing is left to read (or stage 1 said stop), or when stage 1 closes its
+// channel. `out` counts the batches handed to stage 1 that come back watched.
 void run_reader(SubdirectoryReader& reader, Handover& handover, std::size_t out) {
-    bool stop = false;
-    while (out > 0 || (!stop && reader.has_next())) {
-        std::unique_lock lock(handover.mutex);
-        handover.reader_wakeup.wait(lock, [&] {
-            return !handover.for_reader.empty() || handover.abandoned ||
-                   (!handover.stop && out < read_ahead && reader.has_next());
-        });
-        if (handover.abandoned) return;
-        stop = handover.stop;
-        if (!handover.for_reader.empty()) {
-            Batch batch = std::move(handover.for_reader.front());
-            handover.for_reader.pop_front();
-            lock.unlock();
+    std::deque<Batch> watched;
+    while (out > 0 || (!handover.stop && reader.has_next())) {
+        bool can_read = !handover.stop && out < Handover::read_ahead && reader.has_next();
+        if (!can_read) handover.to_watcher.flush();
+        if (!handover.to_reader.receive(watched, !can_read)) return;  // stage 1 gave up
+        for (; !watched.empty(); watched.pop_front()) {
             --out;
-            reader.look_at(batch);  // after a stop too: stage 1 records the watches it made
-            handover.give_watcher(std::move(batch));
-        } else {
-            lock.unlock();
-            if (std::optional<Batch> batch = reader.read_next()) {
-                ++out;
-                handover.give_watcher(std::move(*batch));
-            }
+            reader.look_at(watched.front());  // after a stop too: stage 1 records the watches it made
+            handover.to_watcher.send(std::move(watched.front()));
+        }
+        if (!can_read) continue;
+        if (std::optional<Batch> batch = reader.read_next()) {
+            ++out;
+            handover.to_watcher.send(std::move(*batch));
         }
     }
 }
@@ -561,8 +594,9 @@ private:
     void walk_on_two_threads(std::uint32_t index, SubdirectoryReader& reader, Batch first, bool may_chdir,
                              std::vector<int>& rejected) {
         Handover handover;
-        handover.for_watcher.push_back(std::move(first));
         std::exception_ptr reader_failure;
+        std::deque<Batch> batches;
+        batches.push_back(std::move(first));
         std::thread helper([&] {
             // Signals are for the watcher's thread (vwatch reads them from a signalfd).
             sigset_t all;
@@ -573,44 +607,32 @@ private:
             } catch (...) {
                 reader_failure = std::current_exception();
             }
-            std::lock_guard lock(handover.mutex);
-            handover.finished = true;
-            handover.watcher_wakeup.notify_one();
+            handover.to_watcher.flush();
+            handover.to_watcher.close();
         });
-        // Joined however stage 1 ends: an exception here abandons stage 2.
+        // Joined however stage 1 ends: if by an exception, stage 2 is told
+        // that nothing more will come.
         struct JoinHelper {
             Handover& handover;
             std::thread& helper;
             ~JoinHelper() {
-                {
-                    std::lock_guard lock(handover.mutex);
-                    handover.abandoned = true;
-                }
-                handover.reader_wakeup.notify_one();
+                handover.to_reader.close();
                 helper.join();
             }
         } join{handover, helper};
-        for (;;) {
-            Batch batch;
-            {
-                std::unique_lock lock(handover.mutex);
-                handover.watcher_wakeup.wait(lock, [&] { return !handover.for_watcher.empty() || handover.finished; });
-                if (handover.for_watcher.empty()) break;
-                batch = std::move(handover.for_watcher.front());
-                handover.for_watcher.pop_front();
+        do {
+            for (; !batches.empty(); batches.pop_front()) {
+                Batch& batch = batches.front();
+                if (batch.looked_at) {
+                    record_subdirectories(index, batch, rejected);
+                    continue;
+                }
+                if (setup_.complete) watch_subdirectories(batch, may_chdir);
+                if (!setup_.complete) handover.stop = true;
+                handover.to_reader.send(std::move(batch));
             }
-            if (batch.looked_at) {
-                record_subdirectories(index, batch, rejected);
-                continue;
-            }
-            if (setup_.complete) watch_subdirectories(batch, may_chdir);
-            {
-                std::lock_guard lock(handover.mutex);
-                handover.stop = !setup_.complete;
-                handover.for_reader.push_back(std::move(batch));
-            }
-            handover.reader_wakeup.notify_one();
-        }
+            handover.to_reader.flush();
+        } while (handover.to_watcher.receive(batches, true));
         if (reader_failure) std::rethrow_exception(reader_failure);
     }
 
