@@ -73,6 +73,29 @@ std::size_t kernel_watches(int fd) {
     return n;
 }
 
+// This process's threads, once they are `expected` again or 3 s have passed:
+// a thread that has been joined may stay listed a moment longer.
+std::size_t threads_once_back_to(std::size_t expected) {
+    std::size_t threads = entries_of("/proc/self/task");
+    for (int waited = 0; threads != expected && waited < 3000; waited += 10) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        threads = entries_of("/proc/self/task");
+    }
+    return threads;
+}
+
+// Writes each of `files` (relative to `root`) in turn and expects an event of
+// key 1 naming it.
+void expect_each_reported(Watcher& watcher, const fs::path& root, std::initializer_list<const char*> files) {
+    for (const char* file : files) {
+        drain(watcher);
+        write_file(root / file, "2");
+        std::vector<WatchEvent> events;
+        ASSERT_TRUE(wait_event(watcher, 1, WatchEventKind::changed, &events)) << file;
+        EXPECT_EQ(events.back().path, file);
+    }
+}
+
 // `dir` and the directories beneath it, symlinks not followed.
 std::size_t directories_in(const fs::path& dir) {
     std::size_t n = 1;
@@ -285,13 +308,7 @@ TEST(InotifyWalk, WatchesEveryDirectoryOfAMixedTreeOnce) {
     auto shallow = watcher->add(2, plan_for(dir.path(), {{"src", WatchRole::source, 2}}));
     ASSERT_TRUE(shallow.ok());
     EXPECT_EQ(shallow->watches, 5U);  // the base, src, a, b, c
-    for (const char* leaf : {"src/a/a2/x/f", "src/c/c1/f", "src/c/c2/c3/c4/f"}) {
-        drain(*watcher);
-        write_file(dir / leaf, "2");
-        std::vector<WatchEvent> events;
-        ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed, &events)) << leaf;
-        EXPECT_EQ(events.back().path, leaf);
-    }
+    expect_each_reported(*watcher, dir.path(), {"src/a/a2/x/f", "src/c/c1/f", "src/c/c2/c3/c4/f"});
 }
 
 // A big walk runs on two threads (a pipeline, see inotify_watcher.cpp): each
@@ -310,23 +327,14 @@ TEST(InotifyWalk, ATreeOfThousandsOfDirectoriesGetsOneWatchPerDirectory) {
     EXPECT_EQ(deep->watches, in_src + 1);  // and the base
     EXPECT_EQ(kernel_watches(watcher->fd()), in_src + 1);
     EXPECT_EQ(entries_of("/proc/self/fd"), fds);
-    // The helper thread has been joined; the kernel may list it a moment longer.
-    for (int waited = 0; entries_of("/proc/self/task") != threads && waited < 3000; waited += 10)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    EXPECT_EQ(entries_of("/proc/self/task"), threads);
+    EXPECT_EQ(threads_once_back_to(threads), threads);
 
     auto shallow = watcher->add(2, plan_for(dir.path(), {{"src", WatchRole::source, 3}}));
     ASSERT_TRUE(shallow.ok());
     EXPECT_EQ(shallow->watches, 1U + 1 + 10 + 100);  // the base, src, d*, d*/e*
     EXPECT_EQ(kernel_watches(watcher->fd()), in_src + 1);  // all shared with key 1
 
-    for (const char* leaf : {"src/d3/e7/f19/g/h/i/file", "src/d0/e0/f0/file", "src/d9/e9/f19/file"}) {
-        drain(*watcher);
-        write_file(dir / leaf, "1");
-        std::vector<WatchEvent> events;
-        ASSERT_TRUE(wait_event(*watcher, 1, WatchEventKind::changed, &events)) << leaf;
-        EXPECT_EQ(events.back().path, leaf);
-    }
+    expect_each_reported(*watcher, dir.path(), {"src/d3/e7/f19/g/h/i/file", "src/d0/e0/f0/file", "src/d9/e9/f19/file"});
 }
 
 // Directories made while the walk runs (each with a subdirectory) are all
@@ -390,11 +398,7 @@ TEST(InotifyWalk, TheWatchLimitStopsTheWalkCleanly) {
             auto watcher = make_inotify_watcher();
             std::size_t fds = entries_of("/proc/self/fd");
             auto setup = watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}}));
-            std::size_t threads = entries_of("/proc/self/task");
-            for (int waited = 0; threads != 1 && waited < 3000; waited += 10) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(10));
-                threads = entries_of("/proc/self/task");
-            }
+            std::size_t threads = threads_once_back_to(1);
             line = setup.ok() ? fmt::format("{} {} {} {} {} {}\n{}", setup->complete ? 1 : 0, setup->watches,
                                             kernel_watches(watcher->fd()), fds, entries_of("/proc/self/fd"), threads,
                                             setup->problem)
