@@ -124,18 +124,23 @@ struct Owner {
 // directories that are read.
 //
 // What is left is one inotify_add_watch and one fstatat (for the link count
-// and the device) per directory, two halves of equal cost that need not wait
-// for each other. A big walk therefore runs as a pipeline of two stages over
+// and the device) per directory, two halves of about equal cost; a
+// directory's fstatat must follow its watch, but the fstatats of one
+// directory's subdirectories can run while the next directory's are being
+// watched. A big walk therefore runs as a pipeline of two stages over
 // batches (one batch: a directory read, with its subdirectories) on two
-// threads, one per CPU of a small machine:
-//  1. on the watcher's thread, which owns nodes_ and owners_ and may move the
-//     working directory: watch each subdirectory of a batch; later, record
-//     those that stage 2 accepted (remember, add_interest);
-//  2. on a helper thread, through directory descriptors only (never the
-//     working directory): look at (fstatat) each watched subdirectory, and
-//     read those with subdirectories of their own into the next batches.
-// A small walk (a directory made inside a watched tree) runs the same two
-// stages in turn on the one thread.
+// threads, one per CPU of a small machine, which brings it close to the cost
+// of the watches alone:
+//  1. on the watcher's thread, which owns nodes_ and owners_ and alone may
+//     move the working directory (the threads of a process share it): watch
+//     each subdirectory of a batch; later, record those that stage 2
+//     accepted (remember, add_interest);
+//  2. on a helper thread, through directory descriptors only: look at
+//     (fstatat) each watched subdirectory, and read those with
+//     subdirectories of their own into the next batches.
+// Batches pass between the threads in bunches (BatchChannel): waking a
+// thread costs more than a system call here. A small walk (a directory made
+// inside a watched tree) runs the same two stages in turn on the one thread.
 //
 // The rules both drivers keep (each is tested):
 //  - a directory is watched before it is looked at or read, so a link count
@@ -143,7 +148,8 @@ struct Owner {
 //    read is reported by the watch (handle() walks it);
 //  - a rejected subdirectory (gone, not a directory, or another file system
 //    mounted there: the watch is on its root) loses its watch at the end of
-//    the walk, unless a watched directory turned out to share it;
+//    the walk unless a recorded directory shares it (the same directory met
+//    twice, through a bind mount: its other watch may not be recorded yet);
 //  - when the watch limit is reached (ENOSPC, ENOMEM: setup_ says so), stage 1
 //    watches no more and stage 2 reads no more, and the watches already made
 //    are still looked at and recorded or dropped;
@@ -545,17 +551,17 @@ private:
                 if (wd < 0) return;
                 path = std::move(next);
             } else if (owner.depth > 0) {
-                walk(index, next, rel, wd, parts[i], 0, true);
+                walk(index, next, rel, wd, parts[i], 0, /*may_use_helper=*/true);
             }
         }
     }
 
     // Watches `path` (at `level` below the owner's target) and, to the
     // owner's depth, the directories beneath it, as described at "The walk of
-    // a deep target"; on two threads when `helper` and there is more than one
-    // directory to read.
+    // a deep target"; on two threads if `may_use_helper` and the directories
+    // read may be more than one.
     void walk(std::uint32_t index, const std::string& path, const std::string& rel, int parent, const std::string& name,
-              std::uint32_t level, bool helper) {
+              std::uint32_t level, bool may_use_helper) {
         const Owner& owner = owners_[index];
         if (rel == owner.skip) return;
         int top_wd = ensure_watch(path.c_str(), parent, name);
@@ -569,7 +575,7 @@ private:
         SubdirectoryReader reader(owner);
         Batch first = reader.read(std::move(top), top_wd, st.st_nlink, level, path, rel);
         std::vector<int> rejected;
-        if (helper && level + 2 < owner.depth && !first.subdirs.empty())
+        if (may_use_helper && level + 2 < owner.depth && !first.subdirs.empty())
             walk_on_two_threads(index, reader, std::move(first), saved_cwd.valid(), rejected);
         else
             walk_on_one_thread(index, reader, std::move(first), saved_cwd.valid(), rejected);
@@ -578,6 +584,7 @@ private:
             if (!nodes_.contains(wd)) ::inotify_rm_watch(fd_.get(), wd);
     }
 
+    // The two stages in turn, on this thread.
     void walk_on_one_thread(std::uint32_t index, SubdirectoryReader& reader, Batch first, bool may_chdir,
                             std::vector<int>& rejected) {
         std::optional<Batch> batch = std::move(first);
@@ -691,7 +698,8 @@ private:
                 emit(owner.key, WatchEventKind::changed, owner.role, relative(owner, full));
                 if (dir_appeared && interest.level + 1 < owner.depth) {
                     setup_ = WatchSetup{};
-                    walk(interest.owner, full, relative(owner, full), ev.wd, name, interest.level + 1, false);
+                    walk(interest.owner, full, relative(owner, full), ev.wd, name, interest.level + 1,
+                         /*may_use_helper=*/false);  // a new directory: small, as a rule
                     if (!setup_.complete) emit(owner.key, WatchEventKind::limit_reached, owner.role, setup_.problem);
                 }
             } else if (interest.child == name) {
