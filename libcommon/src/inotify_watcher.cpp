@@ -22,6 +22,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <system_error>
 #include <thread>
 #include <tuple>
 #include <unistd.h>
@@ -604,19 +605,25 @@ private:
         std::exception_ptr reader_failure;
         std::deque<Batch> batches;
         batches.push_back(std::move(first));
-        std::thread helper([&] {
-            // Signals are for the watcher's thread (vwatch reads them from a signalfd).
-            sigset_t all;
-            ::sigfillset(&all);
-            ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
-            try {
-                run_reader(reader, handover, 1);
-            } catch (...) {
-                reader_failure = std::current_exception();
-            }
-            handover.to_watcher.flush();
-            handover.to_watcher.close();
-        });
+        std::thread helper;
+        try {
+            helper = std::thread([&] {
+                // Signals are for the watcher's thread (vwatch reads them from a signalfd).
+                sigset_t all;
+                ::sigfillset(&all);
+                ::pthread_sigmask(SIG_BLOCK, &all, nullptr);
+                try {
+                    run_reader(reader, handover, 1);
+                } catch (...) {
+                    reader_failure = std::current_exception();
+                }
+                handover.to_watcher.flush();
+                handover.to_watcher.close();
+            });
+        } catch (const std::system_error&) {
+            // No thread to be had (a task limit): the same stages on this one.
+            return walk_on_one_thread(index, reader, std::move(batches.front()), may_chdir, rejected);
+        }
         // Joined however stage 1 ends: if by an exception, stage 2 is told
         // that nothing more will come.
         struct JoinHelper {

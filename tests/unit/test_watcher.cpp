@@ -5,12 +5,16 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <poll.h>
 #include <sched.h>
 #include <sstream>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <system_error>
 #include <thread>
 #include <unistd.h>
 
@@ -367,46 +371,38 @@ TEST(InotifyWalk, DirectoriesMadeDuringTheWalkAreWatched) {
     EXPECT_EQ(events.back().path, last);
 }
 
-// The watch limit reached in the middle of a big walk: add() says so, the
-// watches made up to the limit are all kept (the kernel holds no others), and no
-// descriptor or thread is left behind. The limit is lowered in a user
-// namespace of a child process's own.
-TEST(InotifyWalk, TheWatchLimitStopsTheWalkCleanly) {
-    TempDir dir;
-    make_wide_tree(dir / "src");
-    int report[2];
-    ASSERT_EQ(::pipe(report), 0);
+bool write_to(const char* path, const std::string& text) {
+    std::ofstream out(path);
+    out << text << std::flush;
+    return static_cast<bool>(out);
+}
+
+// Moves this (single-threaded) process into a user namespace of its own, as the same user.
+bool enter_own_user_namespace() {
     uid_t uid = ::getuid();
     gid_t gid = ::getgid();
+    return ::unshare(CLONE_NEWUSER) == 0 && write_to("/proc/self/setgroups", "deny") &&
+           write_to("/proc/self/uid_map", fmt::format("0 {} 1", uid)) &&
+           write_to("/proc/self/gid_map", fmt::format("0 {} 1", gid));
+}
+
+// Runs `body` in a child process once `prepare` has run there, and returns
+// what `body` returned; nullopt when `prepare` fails.
+std::optional<std::string> in_child_process(const std::function<bool()>& prepare,
+                                            const std::function<std::string()>& body) {
+    int report[2];
+    if (::pipe(report) != 0) return std::nullopt;
     pid_t child = ::fork();
-    ASSERT_GE(child, 0);
     if (child == 0) {
         ::close(report[0]);
-        auto write_to = [](const char* path, const std::string& text) {
-            std::ofstream out(path);
-            out << text;
-            out.flush();
-            return static_cast<bool>(out);
-        };
-        if (::unshare(CLONE_NEWUSER) != 0 || !write_to("/proc/self/setgroups", "deny") ||
-            !write_to("/proc/self/uid_map", fmt::format("0 {} 1", uid)) ||
-            !write_to("/proc/self/gid_map", fmt::format("0 {} 1", gid)) ||
-            !write_to("/proc/sys/user/max_inotify_watches", "300"))
-            ::_exit(3);
-        std::string line;
+        if (!prepare()) ::_exit(3);
+        std::string text;
         try {
-            auto watcher = make_inotify_watcher();
-            std::size_t fds = entries_of("/proc/self/fd");
-            auto setup = watcher->add(1, plan_for(dir.path(), {{"src", WatchRole::source, unlimited_depth}}));
-            std::size_t threads = threads_once_back_to(1);
-            line = setup.ok() ? fmt::format("{} {} {} {} {} {}\n{}", setup->complete ? 1 : 0, setup->watches,
-                                            kernel_watches(watcher->fd()), fds, entries_of("/proc/self/fd"), threads,
-                                            setup->problem)
-                              : "add failed";
+            text = body();
         } catch (const std::exception& e) {
-            line = e.what();
+            text = e.what();
         }
-        (void)!::write(report[1], line.data(), line.size());
+        (void)!::write(report[1], text.data(), text.size());
         ::_exit(0);
     }
     ::close(report[1]);
@@ -415,21 +411,82 @@ TEST(InotifyWalk, TheWatchLimitStopsTheWalkCleanly) {
     for (ssize_t n; (n = ::read(report[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
     ::close(report[0]);
     int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-        GTEST_SKIP() << "cannot lower the watch limit in a user namespace of its own here";
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    std::istringstream in(text);
+    if (child < 0 || ::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return std::nullopt;
+    return text;
+}
+
+// What a child's walk left: "COMPLETE WATCHES KERNEL_WATCHES FDS_BEFORE FDS_AFTER THREADS\nPROBLEM".
+std::string walk_outcome(const fs::path& root) {
+    auto watcher = make_inotify_watcher();
+    std::size_t fds = entries_of("/proc/self/fd");
+    auto setup = watcher->add(1, plan_for(root, {{"src", WatchRole::source, unlimited_depth}}));
+    std::size_t threads = threads_once_back_to(1);
+    if (!setup.ok()) return "add failed";
+    return fmt::format("{} {} {} {} {} {}\n{}", setup->complete ? 1 : 0, setup->watches, kernel_watches(watcher->fd()),
+                       fds, entries_of("/proc/self/fd"), threads, setup->problem);
+}
+
+struct WalkOutcome {
     int complete = -1;
     std::size_t watches = 0, in_kernel = 0, fds_before = 0, fds_after = 0, threads = 0;
-    ASSERT_TRUE(in >> complete >> watches >> in_kernel >> fds_before >> fds_after >> threads) << text;
-    EXPECT_EQ(complete, 0) << text;
-    EXPECT_EQ(watches, 300U);  // every watch made up to the limit is kept
-    EXPECT_EQ(in_kernel, watches);
-    EXPECT_EQ(fds_after, fds_before);
-    EXPECT_EQ(threads, 1U);
-    EXPECT_NE(text.find("inotify watch limit reached"), std::string::npos) << text;
-    EXPECT_NE(text.find("user.max_inotify_watches=300"), std::string::npos) << text;
+};
+
+// The watch limit reached in the middle of a big walk: add() says so, the
+// watches made up to the limit are all kept (the kernel holds no others), and no
+// descriptor or thread is left behind. The limit is lowered in a user
+// namespace of a child process's own.
+TEST(InotifyWalk, TheWatchLimitStopsTheWalkCleanly) {
+    TempDir dir;
+    make_wide_tree(dir / "src");
+    auto lower_the_limit = [] {
+        return enter_own_user_namespace() && write_to("/proc/sys/user/max_inotify_watches", "300");
+    };
+    auto text = in_child_process(lower_the_limit, [&] { return walk_outcome(dir.path()); });
+    if (!text) GTEST_SKIP() << "cannot lower the watch limit in a user namespace of its own here";
+    std::istringstream in(*text);
+    WalkOutcome got;
+    ASSERT_TRUE(in >> got.complete >> got.watches >> got.in_kernel >> got.fds_before >> got.fds_after >> got.threads)
+        << *text;
+    EXPECT_EQ(got.complete, 0) << *text;
+    EXPECT_EQ(got.watches, 300U);  // every watch made up to the limit is kept
+    EXPECT_EQ(got.in_kernel, got.watches);
+    EXPECT_EQ(got.fds_after, got.fds_before);
+    EXPECT_EQ(got.threads, 1U);
+    EXPECT_NE(text->find("inotify watch limit reached"), std::string::npos) << *text;
+    EXPECT_NE(text->find("user.max_inotify_watches=300"), std::string::npos) << *text;
+}
+
+// No thread to be had (a task limit of 0, which root escapes: the child
+// runs as nobody then): the walk runs on the one thread, with the same result.
+TEST(InotifyWalk, WithoutAHelperThreadTheWalkRunsOnOneThread) {
+    TempDir dir;
+    std::size_t in_src = make_wide_tree(dir / "src");
+    fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                    fs::perms::others_read | fs::perms::others_exec);
+    auto refuse_threads = [] {
+        const uid_t nobody = 65534;
+        if (::getuid() == 0 && (::setresgid(nobody, nobody, nobody) != 0 || ::setresuid(nobody, nobody, nobody) != 0))
+            return false;
+        rlimit none{0, 0};
+        if (::setrlimit(RLIMIT_NPROC, &none) != 0) return false;
+        try {
+            std::thread([] {}).join();
+            return false;  // threads are still had: nothing to test
+        } catch (const std::system_error&) {
+            return true;
+        }
+    };
+    auto text = in_child_process(refuse_threads, [&] { return walk_outcome(dir.path()); });
+    if (!text) GTEST_SKIP() << "cannot refuse a process its threads here";
+    std::istringstream in(*text);
+    WalkOutcome got;
+    ASSERT_TRUE(in >> got.complete >> got.watches >> got.in_kernel >> got.fds_before >> got.fds_after >> got.threads)
+        << *text;
+    EXPECT_EQ(got.complete, 1) << *text;
+    EXPECT_EQ(got.watches, in_src + 1);
+    EXPECT_EQ(got.in_kernel, got.watches);
+    EXPECT_EQ(got.fds_after, got.fds_before);
 }
 
 // A file system mounted inside a deep source is not walked into (vcheck does
