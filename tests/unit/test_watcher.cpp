@@ -432,6 +432,15 @@ struct WalkOutcome {
     std::size_t watches = 0, in_kernel = 0, fds_before = 0, fds_after = 0, threads = 0;
 };
 
+// The figures of walk_outcome's text; nullopt when it has none (the text says why).
+std::optional<WalkOutcome> parse_walk_outcome(const std::string& text) {
+    std::istringstream in(text);
+    WalkOutcome got;
+    if (!(in >> got.complete >> got.watches >> got.in_kernel >> got.fds_before >> got.fds_after >> got.threads))
+        return std::nullopt;
+    return got;
+}
+
 // The watch limit reached in the middle of a big walk: add() says so, the
 // watches made up to the limit are all kept (the kernel holds no others), and no
 // descriptor or thread is left behind. The limit is lowered in a user
@@ -444,15 +453,13 @@ TEST(InotifyWalk, TheWatchLimitStopsTheWalkCleanly) {
     };
     auto text = in_child_process(lower_the_limit, [&] { return walk_outcome(dir.path()); });
     if (!text) GTEST_SKIP() << "cannot lower the watch limit in a user namespace of its own here";
-    std::istringstream in(*text);
-    WalkOutcome got;
-    ASSERT_TRUE(in >> got.complete >> got.watches >> got.in_kernel >> got.fds_before >> got.fds_after >> got.threads)
-        << *text;
-    EXPECT_EQ(got.complete, 0) << *text;
-    EXPECT_EQ(got.watches, 300U);  // every watch made up to the limit is kept
-    EXPECT_EQ(got.in_kernel, got.watches);
-    EXPECT_EQ(got.fds_after, got.fds_before);
-    EXPECT_EQ(got.threads, 1U);
+    std::optional<WalkOutcome> got = parse_walk_outcome(*text);
+    ASSERT_TRUE(got) << *text;
+    EXPECT_EQ(got->complete, 0) << *text;
+    EXPECT_EQ(got->watches, 300U);  // every watch made up to the limit is kept
+    EXPECT_EQ(got->in_kernel, got->watches);
+    EXPECT_EQ(got->fds_after, got->fds_before);
+    EXPECT_EQ(got->threads, 1U);
     EXPECT_NE(text->find("inotify watch limit reached"), std::string::npos) << *text;
     EXPECT_NE(text->find("user.max_inotify_watches=300"), std::string::npos) << *text;
 }
@@ -479,14 +486,12 @@ TEST(InotifyWalk, WithoutAHelperThreadTheWalkRunsOnOneThread) {
     };
     auto text = in_child_process(refuse_threads, [&] { return walk_outcome(dir.path()); });
     if (!text) GTEST_SKIP() << "cannot refuse a process its threads here";
-    std::istringstream in(*text);
-    WalkOutcome got;
-    ASSERT_TRUE(in >> got.complete >> got.watches >> got.in_kernel >> got.fds_before >> got.fds_after >> got.threads)
-        << *text;
-    EXPECT_EQ(got.complete, 1) << *text;
-    EXPECT_EQ(got.watches, in_src + 1);
-    EXPECT_EQ(got.in_kernel, got.watches);
-    EXPECT_EQ(got.fds_after, got.fds_before);
+    std::optional<WalkOutcome> got = parse_walk_outcome(*text);
+    ASSERT_TRUE(got) << *text;
+    EXPECT_EQ(got->complete, 1) << *text;
+    EXPECT_EQ(got->watches, in_src + 1);
+    EXPECT_EQ(got->in_kernel, got->watches);
+    EXPECT_EQ(got->fds_after, got->fds_before);
 }
 
 // A file system mounted inside a deep source is not walked into (vcheck does
