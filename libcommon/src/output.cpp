@@ -57,6 +57,13 @@ std::size_t utf8_sequence_length(std::string_view text, char32_t& code_point) {
 
 }  // namespace
 
+void put(std::FILE* to, std::string_view text) { (void)std::fwrite(text.data(), 1, text.size(), to); }
+
+void put_line(std::FILE* to, std::string_view text) {
+    put(to, text);
+    (void)std::fputc('\n', to);
+}
+
 std::string escape_for_terminal(std::string_view text) {
     std::string out;
     out.reserve(text.size());

@@ -6,12 +6,12 @@
 #include <cerrno>
 #include <csignal>
 #include <fcntl.h>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <optional>
-#include <ostream>
 #include <poll.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -148,8 +148,8 @@ std::string join(const std::vector<std::string>& words) {
     return out;
 }
 
-LockLog logger(std::ostream& err, const std::string& program, const std::string& shown) {
-    return [&err, program, shown](const std::string& note) { err << escape_for_terminal(fmt::format("{}: {}: {}", program, shown, note)) << '\n'; };
+LockLog logger(std::FILE* err, const std::string& program, const std::string& shown) {
+    return [err, program, shown](const std::string& note) { put_line(err, escape_for_terminal(fmt::format("{}: {}: {}", program, shown, note))); };
 }
 
 int status_of(int wait_status) {
@@ -193,35 +193,34 @@ json record_json(const std::string& id, const LockRecord& record, const LockLimi
             {"gave_up", over_limits(record, limits.max_failures, limits.max_attempts)}};
 }
 
-void render_record(const std::string& id, const LockRecord& record, const LockLimits& limits, std::ostream& out) {
+void render_record(const std::string& id, const LockRecord& record, const LockLimits& limits, std::FILE* out) {
     auto holder = record.live_owner();
-    out << escape_for_terminal(fmt::format("{} {}", record.volume.empty() ? "-" : record.volume, id)) << '\n';
+    put_line(out, escape_for_terminal(fmt::format("{} {}", record.volume.empty() ? "-" : record.volume, id)));
     if (holder)
-        out << escape_for_terminal(fmt::format("  locked by {} since {} ({})", describe_process(holder->pid, record.command),
+        put_line(out, escape_for_terminal(fmt::format("  locked by {} since {} ({})", describe_process(holder->pid, record.command),
                                                format_clock(record.since),
-                                               record.purpose.empty() ? "no purpose given" : record.purpose))
-            << '\n';
+                                               record.purpose.empty() ? "no purpose given" : record.purpose)));
     else if (!record.owners.empty())
-        out << escape_for_terminal(fmt::format("  abandoned: {} exited without unlocking", describe_process(record.owners.front().pid, record.command))) << '\n';
+        put_line(out, escape_for_terminal(fmt::format("  abandoned: {} exited without unlocking", describe_process(record.owners.front().pid, record.command))));
     else
-        out << "  free\n";
+        put(out, "  free\n");
     for (const auto& owner : record.owners)
-        out << fmt::format("  owner pid {} {}\n", owner.pid, is_alive(owner) ? "alive" : "dead");
+        put(out, fmt::format("  owner pid {} {}\n", owner.pid, is_alive(owner) ? "alive" : "dead"));
     int position = 0;  // live waiters only: a dead one ahead moves nobody back
     for (const auto& waiter : record.waiters) {
-        if (is_alive(waiter.who)) out << fmt::format("  waiter {} pid {} alive\n", ++position, waiter.who.pid);
-        else out << fmt::format("  waiter - pid {} dead\n", waiter.who.pid);
+        if (is_alive(waiter.who)) put(out, fmt::format("  waiter {} pid {} alive\n", ++position, waiter.who.pid));
+        else put(out, fmt::format("  waiter - pid {} dead\n", waiter.who.pid));
     }
-    out << fmt::format("  failures {} of {}, attempts {} of {}, last status {}, last success {}{}\n", record.failures,
+    put(out, fmt::format("  failures {} of {}, attempts {} of {}, last status {}, last success {}{}\n", record.failures,
                        limits.max_failures, record.attempts, limits.max_attempts, record.last_status,
                        record.last_success > 0 ? format_clock(record.last_success) : "never",
-                       over_limits(record, limits.max_failures, limits.max_attempts) ? ", gave up" : "");
+                       over_limits(record, limits.max_failures, limits.max_attempts) ? ", gave up" : ""));
 }
 
-ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream& err) {
+ExitCode list_locks(const VlockOptions& options, std::FILE* out, std::FILE* err) {
     auto host = load_host_config(options.host);
     if (!host) {
-        err << "vlock: " << escape_for_terminal(host.problem().message) << '\n';
+        put_line(err, "vlock: " + escape_for_terminal(host.problem().message));
         return host.problem().code;
     }
     std::optional<std::string> only;
@@ -246,28 +245,26 @@ ExitCode list_locks(const VlockOptions& options, std::ostream& out, std::ostream
         json document = {{"lock_dir", host->lock_dir.string()},
                          {"reboot", {{"held", reboot_holder.has_value()}, {"holder", reboot_json}}},
                          {"volumes", volumes}};
-        out << json_text(document, 2) << '\n';
+        put_line(out, json_text(document, 2));
         return ExitCode::ok;
     }
     for (const auto& entry : entries) render_record(entry.volume_id, entry.record, limits, out);
     if (reboot_holder)
-        out << escape_for_terminal(fmt::format("reboot lock: held by {} since {}",
+        put_line(out, escape_for_terminal(fmt::format("reboot lock: held by {} since {}",
                                                describe_process(reboot_holder->pid, reboot.command),
-                                               format_clock(reboot.since)))
-            << '\n';
+                                               format_clock(reboot.since))));
     else
-        out << "reboot lock: free\n";
+        put(out, "reboot lock: free\n");
     return ExitCode::ok;
 }
 
-ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions& options, std::ostream& out,
-                std::ostream& err) {
-    err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, problem.message)) << '\n';
+ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions& options, std::FILE* out,
+                std::FILE* err) {
+    put_line(err, escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, problem.message)));
     ExitCode code = problem.code == ExitCode::busy ? static_cast<ExitCode>(options.conflict_exit_code) : problem.code;
     if (options.json)
-        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
-                              {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}})
-            << '\n';
+        put_line(out, json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value},
+                              {"result", exit_code_name(problem.code)}, {"message", problem.message}, {"exit_code", to_int(code)}}));
     return code;
 }
 
@@ -278,10 +275,10 @@ ExitCode refuse(const Target& target, const Problem& problem, const VlockOptions
 // vlock does, even before the host config is read, and with no copy of
 // vlock's memory: a fork cost the lock about a millisecond of page copying
 // on this VM (docs/benchmarks.md, issue 13).
-ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostream& err) {
+ExitCode run_command(const VlockOptions& options, std::FILE* out, std::FILE* err) {
     SignalCatcher signals;
-    out.flush();
-    err.flush();
+    std::fflush(out);
+    std::fflush(err);
     ParkedCommand command(options.command, signals.old_mask());
     const pid_t child = command.pid();
     // The child is ours and not reaped, so its PID cannot name another
@@ -321,7 +318,7 @@ ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostrea
         return refuse(target, grant.problem(), options, out, err);
     }
     if (int error = command.start())
-        err << escape_for_terminal(fmt::format("vlock: {}: {}", options.command.front(), std::strerror(error))) << '\n';
+        put_line(err, escape_for_terminal(fmt::format("vlock: {}: {}", options.command.front(), std::strerror(error))));
     // A waiter's watch is closed after the release, not retired here
     // (retire_watch): retiring forks twice while the lock is held, and the
     // next waiter would wait for it. After the release, closing it costs
@@ -360,7 +357,7 @@ ExitCode run_command(const VlockOptions& options, std::ostream& out, std::ostrea
     // The command may have released the lock itself (vunlock from a script
     // run under vlock), or root forced it: nothing left to release then.
     if (!released && released.problem().code != ExitCode::not_locked && released.problem().code != ExitCode::not_owner)
-        err << escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)) << '\n';
+        put_line(err, escape_for_terminal(fmt::format("vlock: {}: {}", target.shown, released.problem().message)));
     return static_cast<ExitCode>(status);
 }
 
@@ -386,7 +383,7 @@ SplitCommandLine split_command_line(int argc, const char* const* argv) {
     return split;
 }
 
-ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream& err) {
+ExitCode run_vlock(const VlockOptions& options, std::FILE* out, std::FILE* err) {
     if (options.list) return list_locks(options, out, err);
     if (!options.command.empty()) return run_command(options, out, err);
     auto target = resolve_target(options.volume, options.host).or_throw();
@@ -411,13 +408,12 @@ ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream&
     }
     retire_watch(std::move(grant->watch));
     if (options.json)
-        out << json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
-                              {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}})
-            << '\n';
+        put_line(out, json_text(json{{"volume", target.shown}, {"volume_id", target.volume.id.value}, {"result", "locked"},
+                              {"owner", owner_pid}, {"waited_ms", grant->waited.count()}, {"exit_code", 0}}));
     return ExitCode::ok;
 }
 
-ExitCode run_vunlock(const VunlockOptions& options, std::ostream& err) {
+ExitCode run_vunlock(const VunlockOptions& options, std::FILE* err) {
     auto target = resolve_target(options.volume, options.host).or_throw();
     auto dir = LockDir::open(target.host.lock_dir, LockDirAccess::write).or_throw();
     ReleaseRequest request;

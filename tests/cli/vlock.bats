@@ -448,3 +448,18 @@ teardown() { lock_teardown; }
     run "$VLOCK" --list --json "$V"
     [[ $output == *'"waiters": []'* ]]
 }
+
+@test "a closed standard output or error changes nothing: vlock prints through stdio and ignores a failed write" {
+    # The command's status and the record are what count; the busy message
+    # to a closed stderr is lost, not turned into a failure (exit 70).
+    run sh -c '"$VLOCK" "$1" -- sh -c "exit 3" >&- 2>&-' _ "$V"
+    [ "$status" -eq 3 ]
+    spawn sh -c '"$VLOCK" "$1" || exit 9; exec sleep 60' _ "$V"
+    wait_until 5 locked
+    run sh -c '"$VLOCK" "$1" -- true 2>&-' _ "$V"
+    [ "$status" -eq 75 ]
+    run sh -c '"$VLOCK" --list "$1" >&-' _ "$V"
+    [ "$status" -eq 0 ]
+    run "$VLOCK" --list "$V"
+    [[ $output == *"last status 3"* ]]
+}

@@ -1,7 +1,7 @@
 #include "guarded.hpp"
 
 #include <exception>
-#include <iostream>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -10,7 +10,7 @@
 namespace volwatch::cli {
 
 int usage_error(std::string_view name, std::string_view message) {
-    std::cerr << fmt::format("{}: {}\nTry '{} --help'.\n", name, escape_for_terminal(message), name);
+    put(stderr, fmt::format("{}: {}\nTry '{} --help'.\n", name, escape_for_terminal(message), name));
     return to_int(ExitCode::usage);
 }
 
@@ -18,10 +18,10 @@ int run_guarded(std::string_view name, const std::function<ExitCode()>& body) {
     try {
         return to_int(body());
     } catch (const Failure& failure) {
-        std::cerr << fmt::format("{}: {}\n", name, escape_for_terminal(failure.what()));
+        put_line(stderr, fmt::format("{}: {}", name, escape_for_terminal(failure.what())));
         return to_int(failure.code());
     } catch (const std::exception& e) {
-        std::cerr << fmt::format("{}: internal error: {}\n", name, escape_for_terminal(e.what()));
+        put_line(stderr, fmt::format("{}: internal error: {}", name, escape_for_terminal(e.what())));
         return to_int(ExitCode::internal);
     }
 }

@@ -1,5 +1,5 @@
 // vunlock: release a volume lock taken with vlock, recording the update's status.
-#include <iostream>
+#include <cstdio>
 
 #include "cli.hpp"
 #include "volwatch/vlock.hpp"
@@ -15,5 +15,5 @@ int main(int argc, char** argv) {
         ->check(CLI::Validator(CLI::Range(0, 255)).description(""));
     app->add_flag("-f,--force", options.force, "Release the lock whoever owns it (root, or the lock directory's owner)");
     cli::add_host_options(*app, options.host);
-    return cli::run(*app, argc, argv, [&] { return run_vunlock(options, std::cerr); });
+    return cli::run(*app, argc, argv, [&] { return run_vunlock(options, stderr); });
 }

@@ -3,6 +3,7 @@
 // stderr as "prog: subject: message".
 #pragma once
 
+#include <cstdio>
 #include <map>
 #include <string>
 #include <string_view>
@@ -21,6 +22,16 @@ enum class OutputFormat { human, json, prometheus };
 /// for every path or untrusted string (volume config values, file names,
 /// commands from lock records) that reaches human output or stderr.
 [[nodiscard]] std::string escape_for_terminal(std::string_view text);
+
+/// Writes `text` to `to` through stdio, and `put_line` adds a newline. The
+/// programs that run once per lock (vlock, vunlock's library half) print
+/// with these, not iostreams: a program that never touches std::cout skips
+/// the C++ locale's set-up and its copied-on-write tables at every start
+/// (docs/benchmarks.md, issue 13). As with std::cout, a failed write is not
+/// an error of the program (a closed stderr must not turn a granted lock
+/// into a failure).
+void put(std::FILE* to, std::string_view text);
+void put_line(std::FILE* to, std::string_view text);
 
 enum class Tone { good, warn, bad, dim };
 /// `text` wrapped in the ANSI colour for `tone` when `enabled`.

@@ -2,7 +2,7 @@
 // run a command under it, list the lock directory (DESIGN §4, man vlock).
 #pragma once
 
-#include <iosfwd>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -31,7 +31,7 @@ struct VlockOptions {
 /// it with the command's status) or lists the locks. Returns the exit code,
 /// which is the command's own status when one ran. Diagnostics go to `err`
 /// as "vlock: VOLUME: message"; --list and --json output to `out`.
-[[nodiscard]] ExitCode run_vlock(const VlockOptions& options, std::ostream& out, std::ostream& err);
+[[nodiscard]] ExitCode run_vlock(const VlockOptions& options, std::FILE* out, std::FILE* err);
 
 struct VunlockOptions {
     std::string volume;
@@ -42,7 +42,7 @@ struct VunlockOptions {
 
 /// Runs vunlock: releases the volume lock if the caller or an ancestor (not pid 1) owns
 /// it (any owner with force). 0, not_locked, not_owner or a setup failure.
-[[nodiscard]] ExitCode run_vunlock(const VunlockOptions& options, std::ostream& err);
+[[nodiscard]] ExitCode run_vunlock(const VunlockOptions& options, std::FILE* err);
 
 /// A command line split at the first "--": what the option parser sees, and
 /// the command that follows verbatim. A bare "--wait" becomes
