@@ -238,7 +238,7 @@ HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConf
     // look like success while the real helper is never updated.
     auto mount = probe_helper_mount(target);
     if (!mount) return finish(HelperOutcome::failed, fmt::format("helper target {}: cannot examine it: {}", target.string(), std::strerror(errno)));
-    std::string unmounted = helper_mount_problem(target, *mount, read_bootstamp(root_fd, stamp_identity(helper)), helper.require_mount,
+    std::string unmounted = helper_mount_problem(helper, *mount, read_bootstamp(root_fd, stamp_identity(helper)),
                                                  read_live_pointer(target).has_value(), options.force);
     if (!unmounted.empty()) return finish(HelperOutcome::failed, std::move(unmounted));
 

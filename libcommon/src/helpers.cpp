@@ -17,6 +17,7 @@
 #include "volwatch/digest.hpp"
 #include "volwatch/fsutil.hpp"
 #include "volwatch/lines.hpp"
+#include "volwatch/mountinfo.hpp"
 #include "volwatch/output.hpp"
 #include "volwatch/safe_path.hpp"
 
@@ -144,17 +145,30 @@ std::optional<HelperMount> probe_helper_mount(const fs::path& target) {
     std::memcpy(&first, &fs_stat.f_fsid, sizeof first);
     std::memcpy(&second, reinterpret_cast<const char*>(&fs_stat.f_fsid) + sizeof first, sizeof second);
     mount.filesystem = fmt::format("{:x}:{:08x}{:08x}", static_cast<unsigned long>(fs_stat.f_type), first, second);
+    if (mount.mount_root) {
+        if (auto entry = find_mount(target, ProcMountTable(thread_mountinfo))) mount.fs_root = entry->root;
+    }
     return mount;
 }
 
-std::string helper_mount_problem(const fs::path& target, const HelperMount& now, const std::optional<Bootstamp>& stamp,
-                                 bool require_mount, bool has_slot, bool allow_new_filesystem) {
-    if (!now.mount_root && require_mount)
+std::string helper_mount_problem(const HelperTarget& helper, const HelperMount& now, const std::optional<Bootstamp>& stamp,
+                                 bool has_slot, bool allow_new_filesystem) {
+    const fs::path& target = helper.path;
+    if (!now.mount_root && helper.require_mount)
         return fmt::format("not mounted? {} is not a mount point (require_mount = true in the host config)", target.string());
     bool was_mounted = stamp && stamp->mount_root.value_or(false);
     if (!now.mount_root && was_mounted)
         return fmt::format("not mounted? {} was a mount point at the last sync (generation {}) and is not one now",
                            target.string(), stamp->generation);
+    // An entry names /volwatch/slot-S/... from the root of the partition the
+    // boot loader reads: on anything else it names nothing.
+    if (helper.entry && (!now.mount_root || now.fs_root != "/")) {
+        std::string why = !now.mount_root       ? fmt::format("{} is not a mount point", target.string())
+                          : now.fs_root.empty() ? fmt::format("cannot find the mount at {} in {}", target.string(), thread_mountinfo)
+                                                : fmt::format("{} is a bind mount of {} of its file system, not of its root",
+                                                              target.string(), escape_for_terminal(now.fs_root));
+        return fmt::format("boot entries need the root of the partition the boot loader reads: {} ([helpers.entry] in the host config)", why);
+    }
     if (now.mount_root && was_mounted && !stamp->filesystem.empty() && stamp->filesystem != now.filesystem && !has_slot &&
         !allow_new_filesystem)
         return fmt::format("not mounted? {} is another file system than at the last sync (generation {}) and holds no "
@@ -255,8 +269,7 @@ HelperVerdict check_helper(int root_fd, const VolumeConfig& config, const Helper
     // Before anything else: an unmounted helper's bare directory may even
     // hold an old slot of ours, which must not pass for the helper.
     auto mount = probe_helper_mount(target);
-    std::string unmounted = mount ? helper_mount_problem(target, *mount, stamp, helper.require_mount,
-                                                         read_live_pointer(target).has_value(), false)
+    std::string unmounted = mount ? helper_mount_problem(helper, *mount, stamp, read_live_pointer(target).has_value(), false)
                                   : fmt::format("helper target {}: cannot examine it", target.string());
     if (!unmounted.empty()) {
         verdict.state = CacheState::error;

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
+#include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 
 #include <fmt/format.h>
@@ -130,6 +133,24 @@ std::vector<MountEntry> ProcMountTable::read() const {
     std::stringstream buffer;
     buffer << in.rdbuf();
     return parse_mountinfo(buffer.str());
+}
+
+std::optional<MountEntry> find_mount(const std::filesystem::path& path, const MountTable& mounts) {
+    std::vector<MountEntry> entries = mounts.read();
+    struct statx stx {};
+    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_MNT_ID, &stx) == 0 && (stx.stx_mask & STATX_MNT_ID)) {
+        auto it = std::find_if(entries.begin(), entries.end(),
+                               [&](const MountEntry& entry) { return static_cast<std::uint64_t>(entry.mount_id) == stx.stx_mnt_id; });
+        if (it == entries.end()) return std::nullopt;
+        return *it;
+    }
+    // Before Linux 5.8: by path; a later mount on the same point hides an earlier one.
+    std::error_code ec;
+    std::filesystem::path resolved = std::filesystem::canonical(path, ec);
+    if (ec) return std::nullopt;
+    auto it = std::find_if(entries.rbegin(), entries.rend(), [&](const MountEntry& entry) { return entry.mount_point == resolved.string(); });
+    if (it == entries.rend()) return std::nullopt;
+    return *it;
 }
 
 }  // namespace volwatch

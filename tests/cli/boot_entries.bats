@@ -8,9 +8,13 @@ bats_require_minimum_version 1.5.0
 
 VREBUILD=${VREBUILD:-$VOLWATCH_BUILD_DIR/tools/vrebuild}
 
+# The target is a tmpfs: boot entries need the root of a file system (a
+# plain directory is refused, see the tests at the end).
 setup() {
+    [[ $(id -u) -eq 0 ]] || skip "needs root: a [helpers.entry] target must be the root of a file system (a tmpfs mounted on it)"
     make_sandbox
     mkdir -p "$VOL/boot" "$SANDBOX/esp"
+    mount -t tmpfs tmpfs "$SANDBOX/esp"
     new_kernel 1
     printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
     cat >> "$HOST" <<TOML
@@ -28,7 +32,7 @@ TOML
     ESP=$SANDBOX/esp
     ENTRIES=$ESP/loader/entries
 }
-teardown() { remove_sandbox; }
+teardown() { remove_sandbox; }  # unmounts the tmpfs (and any bind mount) first
 
 entries() { ls "$ENTRIES" | tr '\n' ' '; }
 
@@ -194,4 +198,66 @@ assert helper["reason"].startswith("generation 2 failed to boot (entry debian-2+
     [ "$status" -eq 78 ]
     [[ "$output" == *"host.toml:$line: helpers[0].entry.options: unknown placeholder {root} in \"root={root}\"; the placeholders are {generation} and {slot}"* ]]
     [ -z "$(ls -A "$ESP")" ]
+}
+
+@test "a bind mount of a subdirectory is refused, even with --force, and an error for vcheck; a bind mount of the whole file system is its root" {
+    umount "$ESP"
+    mkdir "$SANDBOX/fs"
+    mount -t tmpfs tmpfs "$SANDBOX/fs"
+    mkdir "$SANDBOX/fs/sub"
+    mount --bind "$SANDBOX/fs/sub" "$ESP"
+    reason="boot entries need the root of the partition the boot loader reads: $ESP is a bind mount of /sub of its file system, not of its root ([helpers.entry] in the host config)"
+    for force in "" --force; do
+        run --separate-stderr "$VREBUILD" --helpers-only $force "$VOL"
+        echo "$stderr"
+        [ "$status" -eq 1 ]
+        [[ "$stderr" == *"helper $ESP: update failed: $reason"* ]]
+    done
+    [ -z "$(ls -A "$SANDBOX/fs/sub")" ]
+    [ -z "$(ls -A "$VOL/var/lib/volwatch/bootstamps" 2>/dev/null)" ]
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $ESP  error: $reason"* ]]
+    "$VCHECK" --json "$VOL" | REASON=$reason "$PYTHON" -c '
+import json, os, sys
+helper = json.load(sys.stdin)["volumes"][0]["helpers"][0]
+assert helper["state"] == "error" and helper["reason"] == os.environ["REASON"], helper'
+    umount "$ESP"
+    mount --bind "$SANDBOX/fs" "$ESP"
+    run "$VREBUILD" --helpers-only "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [ "$(entries)" = "debian-1.conf " ]
+    oracle 1
+}
+
+@test "a plain directory is refused, even with --force; the mounted target of another table is still synced" {
+    mkdir "$SANDBOX/plain"
+    sed -i "s|^targets = \[\"$ESP\"\]|targets = [\"$SANDBOX/plain\"]|" "$HOST"
+    cat >> "$HOST" <<TOML
+
+[[helpers]]
+volume  = "$VOL"
+targets = ["$ESP"]
+[helpers.entry]
+id      = "debian"
+linux   = "boot/vmlinuz"
+TOML
+    reason="boot entries need the root of the partition the boot loader reads: $SANDBOX/plain is not a mount point ([helpers.entry] in the host config)"
+    for force in "" --force; do
+        run --separate-stderr "$VREBUILD" --helpers-only $force "$VOL"
+        echo "$stderr"
+        [ "$status" -eq 1 ]
+        [[ "$stderr" == *"helper $SANDBOX/plain: update failed: $reason"* ]]
+        [[ "$stderr" == *"helper $ESP: helper updated"* ]]
+    done
+    [ -z "$(ls -A "$SANDBOX/plain")" ]
+    [ "$(ls "$VOL/var/lib/volwatch/bootstamps" | wc -l)" -eq 1 ]  # the ESP's alone
+    [ "$(entries)" = "debian-1.conf debian-2.conf " ]
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/plain  error: $reason"* ]]
+    [[ "$output" == *"helper $ESP  clean (generation 2)"* ]]
 }

@@ -41,8 +41,20 @@ TOML
 }
 
 remove_sandbox() {
+    unmount_sandbox
     [[ -n "${SANDBOX:-}" && -d "$SANDBOX" ]] && rm -rf "$SANDBOX"
     return 0
+}
+
+# unmount_sandbox: unmounts whatever a test left mounted beneath $SANDBOX,
+# deepest first (lazily when busy), so that no mount outlives a failed test
+# and removing the sandbox never reaches into one.
+unmount_sandbox() {
+    [[ -n "${SANDBOX:-}" ]] || return 0
+    local m
+    while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    done < <(awk -v dir="$SANDBOX/" 'index($5, dir) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 }
 
 # make_product_fresh: writes the product with an mtime after every source change.

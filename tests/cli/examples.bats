@@ -589,12 +589,16 @@ PY
 }
 
 @test "examples: systemd-boot, for real: vrebuild writes a boot entry naming the new slot on both targets" {
+    [[ $(id -u) -eq 0 ]] || skip "needs root: a [helpers.entry] target must be the root of a file system (a tmpfs mounted on it)"
     cp "$EXAMPLES/systemd-boot/bootcaches.toml" "$ROOT/etc/volwatch/bootcaches.toml"
     host_config "$EXAMPLES/systemd-boot/host.toml"
-    # Directories instead of the example's devices; the rest as written.
+    # Mounted tmpfs directories instead of the example's devices; the rest as
+    # written. remove_sandbox unmounts them.
     sed -i -e "s|^volume  = \"/\"|volume  = \"$ROOT\"|" -e '/^fstype /d' \
         -e "s|\"UUID=1234-ABCD\", \"UUID=5678-EF01\"|\"$SANDBOX/efi\", \"$SANDBOX/efi2\"|" "$HOST"
     mkdir -p "$ROOT/boot" "$SANDBOX/efi" "$SANDBOX/efi2"
+    mount -t tmpfs tmpfs "$SANDBOX/efi"
+    mount -t tmpfs tmpfs "$SANDBOX/efi2"
     head -c 300000 /dev/urandom >"$ROOT/boot/vmlinuz-6.1.0-18-amd64"
     head -c 900000 /dev/urandom >"$ROOT/boot/initrd.img-6.1.0-18-amd64"
     ln -s boot/vmlinuz-6.1.0-18-amd64 "$ROOT/vmlinuz"

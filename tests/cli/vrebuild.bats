@@ -335,10 +335,19 @@ assert doc["exit_code"] == 0
     files=(boot/vmlinuz boot/initrd.img boot/grub.cfg)
     printf '\n[helpers]\nfiles = ["boot/vmlinuz", "boot/initrd.img", "boot/grub.cfg"]\n' >> "$VOL/etc/volwatch/bootcaches.toml"
     printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/esp1", "%s/esp2"]\n' "$VOL" "$SANDBOX" "$SANDBOX" >> "$HOST"
-    # Boot loader entries on both targets, with boot counting: the oracle
+    # As root, boot loader entries on both targets (each a tmpfs of its own:
+    # entries need the root of a file system), with boot counting: the oracle
     # also checks that every entry names a sealed set of its generation and
     # that the default entry names the live set (or the newer one being switched to).
-    printf '[helpers.entry]\nlinux = "boot/vmlinuz"\ninitrd = ["boot/initrd.img"]\ntries = 3\n' >> "$HOST"
+    entries=()
+    if [ "$(id -u)" -eq 0 ]; then
+        mount -t tmpfs tmpfs "$SANDBOX/esp1"
+        mount -t tmpfs tmpfs "$SANDBOX/esp2"
+        printf '[helpers.entry]\nlinux = "boot/vmlinuz"\ninitrd = ["boot/initrd.img"]\ntries = 3\n' >> "$HOST"
+        entries=(--entries volwatch)
+    else
+        echo "# not root: the targets are plain directories, so no [helpers.entry] (it needs the root of a file system)" >&3
+    fi
     write_version() {  # a multi-megabyte set whose files all say which version they are
         "$PYTHON" "$BATS_TEST_DIRNAME/write_version.py" "$1" "$RANDOM" "${files[@]/#/$VOL/}"
     }
@@ -363,7 +372,7 @@ assert doc["exit_code"] == 0
         wait "$pid" 2>/dev/null || true
         unsealed=0
         for esp in esp1 esp2; do
-            got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" --entries volwatch "$SANDBOX/$esp" "${files[@]}") || {
+            got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "${entries[@]}" "$SANDBOX/$esp" "${files[@]}") || {
                 echo "trial $trial (seed $seed): $esp: $got"; return 1; }
             # Exactly the set it held before this run, or the new one: an
             # older set would be a rollback.
@@ -389,10 +398,10 @@ assert doc["exit_code"] == 0
     run "$VREBUILD" --helpers-only "$VOL"
     [ "$status" -eq 0 ]
     for esp in esp1 esp2; do
-        got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" --entries volwatch "$SANDBOX/$esp" "${files[@]}")
+        got=$("$PYTHON" "$BATS_TEST_DIRNAME/helper_check.py" "${entries[@]}" "$SANDBOX/$esp" "${files[@]}")
         [ "$got" = "$version" ]
         # The newest entry and the previous generation's, nothing older.
-        [ "$(ls "$SANDBOX/$esp/loader/entries" | wc -l)" -eq 2 ]
+        [ "${#entries[@]}" -eq 0 ] || [ "$(ls "$SANDBOX/$esp/loader/entries" | wc -l)" -eq 2 ]
     done
     run "$VCHECK" "$VOL"
     [[ "$output" == *"helper $SANDBOX/esp1  clean"* ]]
@@ -438,6 +447,38 @@ assert doc["exit_code"] == 0
     echo "$output"
     [ "$status" -eq 0 ]
     [ "${lines[-1]}" = "40" ]
+}
+
+@test "[helpers.entry] on a target that is no mount point: refused, even with --force, and an error for vcheck; other targets are synced; without it the target is a helper as before" {
+    add_helpers
+    mkdir "$SANDBOX/plain"
+    printf '\n[[helpers]]\nvolume = "%s"\ntargets = ["%s/plain"]\n[helpers.entry]\nlinux = "boot/vmlinuz"\n' "$VOL" "$SANDBOX" >> "$HOST"
+    reason="boot entries need the root of the partition the boot loader reads: $SANDBOX/plain is not a mount point ([helpers.entry] in the host config)"
+    for force in "" --force; do
+        run --separate-stderr "$VREBUILD" $force "$VOL"
+        echo "$stderr"
+        [ "$status" -eq 1 ]
+        [[ "$stderr" == *"helper $SANDBOX/plain: update failed: $reason"* ]]
+        [[ "$stderr" == *"helper $SANDBOX/esp1: helper updated"* ]]
+        [[ "$stderr" == *"helper $SANDBOX/esp2: helper updated"* ]]
+    done
+    [ -z "$(ls -A "$SANDBOX/plain")" ]
+    [ "$(ls "$VOL/var/lib/volwatch/bootstamps" | wc -l)" -eq 2 ]  # esp1's and esp2's
+    run "$VCHECK" "$VOL"
+    echo "$output"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"helper $SANDBOX/plain  error: $reason"* ]]
+    [[ "$output" == *"helper $SANDBOX/esp1  clean"* ]]
+    [[ "$output" == *"failures 2/3"* ]]
+    sed -i '/^\[helpers.entry\]$/,$d' "$HOST"
+    run "$VREBUILD" "$VOL"
+    echo "$output"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"helper $SANDBOX/plain: helper updated"* ]]
+    [ ! -e "$SANDBOX/plain/loader" ]
+    run "$VCHECK" "$VOL"
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"helper $SANDBOX/plain  clean (generation 1)"* ]]
 }
 
 @test "a helper unmounted since its last sync is an error for that helper only; its bare directory stays untouched (root)" {

@@ -1,4 +1,6 @@
 #include <fcntl.h>
+#include <map>
+#include <optional>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -13,6 +15,7 @@
 #include "volwatch/helper_sync.hpp"
 
 using namespace volwatch;
+using volwatch::testing::PrivateTmpfs;
 using volwatch::testing::read_file;
 using volwatch::testing::TempDir;
 using volwatch::testing::write_file;
@@ -137,12 +140,17 @@ TEST(BootEntrySort, NewestFirstExhaustedLastLikeSystemdBoot252) {
               (std::vector<std::string>{"d-5+2.conf", "d-5+2-1.conf", "d-5+1-2.conf"}));
 }
 
+// The target is a tmpfs of the test's own: a boot entry target must be the
+// root of a mounted file system (helper_mount_problem).
 class BootEntrySync : public ::testing::Test {
 protected:
     void SetUp() override {
+        if (::geteuid() != 0) GTEST_SKIP() << "needs root: boot entries need a target that is the root of a file system (a tmpfs here)";
         write_file(root() / "boot/vmlinuz", "kernel 1");
         write_file(root() / "boot/initrd.img", "initrd 1");
         std::filesystem::create_directories(target());
+        esp.emplace(target());
+        ASSERT_EQ(esp->error(), "");
         config.helper_files = {"boot/vmlinuz", "boot/initrd.img"};
         volume.root = root();
         volume.id = VolumeId{"path-0123456789abcdef"};
@@ -162,6 +170,7 @@ protected:
     void change_kernel(const std::string& text) { write_file(root() / "boot/vmlinuz", text); }
 
     TempDir dir;
+    std::optional<PrivateTmpfs> esp;  // on target(); gone before dir
     VolumeConfig config;
     Volume volume;
     UniqueFd root_fd;
@@ -253,6 +262,45 @@ TEST_F(BootEntrySync, ALinuxFileThatIsNoHelperFileFailsAndWritesNothing) {
     EXPECT_EQ(result.message, "helper target " + target().string() + ": [helpers.entry] linux \"boot/vmlinuz-6.1\" is not one of the "
                               "volume's helper files ([helpers] files); no boot entry can name it; nothing written");
     EXPECT_TRUE(std::filesystem::is_empty(target()));
+}
+
+// A plain directory, or a bind mount of a subdirectory, would get entries
+// that name nothing to the boot loader: refused with nothing written, even
+// with --force, and an error for vcheck. Without [helpers.entry] the same
+// directory is still a helper.
+TEST_F(BootEntrySync, ATargetThatIsNotTheRootOfAFileSystemIsRefused) {
+    const std::filesystem::path plain = dir.path() / "plain";
+    const std::filesystem::path bound = dir.path() / "bound";
+    std::filesystem::create_directories(plain);
+    std::filesystem::create_directories(bound);
+    std::filesystem::create_directories(target() / "sub");
+    ASSERT_EQ(::mount((target() / "sub").c_str(), bound.c_str(), nullptr, MS_BIND, nullptr), 0);  // undone with esp's namespace
+    const std::string need = "boot entries need the root of the partition the boot loader reads: ";
+    const std::map<std::filesystem::path, std::string> reasons = {
+        {plain, need + plain.string() + " is not a mount point ([helpers.entry] in the host config)"},
+        {bound, need + bound.string() + " is a bind mount of /sub of its file system, not of its root ([helpers.entry] in the host config)"}};
+    for (const auto& [path, reason] : reasons) {
+        auto mount = probe_helper_mount(path);
+        ASSERT_TRUE(mount);
+        EXPECT_EQ(mount->fs_root, path == bound ? "/sub" : "");
+        HelperTarget helper{path, false, {}, {}, entry};
+        for (bool force : {false, true}) {
+            auto result = sync_helper(root_fd.get(), volume, config, helper, {force, false, {}});
+            EXPECT_EQ(result.outcome, HelperOutcome::failed);
+            EXPECT_EQ(result.message, reason);
+        }
+        EXPECT_TRUE(std::filesystem::is_empty(path));
+        auto verdict = check_helper(root_fd.get(), config, helper, true);
+        EXPECT_EQ(verdict.state, CacheState::error);
+        EXPECT_EQ(verdict.reason, reason);
+        EXPECT_FALSE(read_bootstamp(root_fd.get(), path).has_value());
+        helper.entry.reset();
+        auto synced = sync_helper(root_fd.get(), volume, config, helper, {});
+        EXPECT_EQ(synced.outcome, HelperOutcome::updated) << synced.message;
+        EXPECT_FALSE(std::filesystem::exists(path / "loader"));
+    }
+    EXPECT_EQ(probe_helper_mount(target())->fs_root, "/");
+    EXPECT_EQ(sync().outcome, HelperOutcome::updated);
 }
 
 }  // namespace

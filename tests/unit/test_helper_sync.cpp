@@ -225,9 +225,11 @@ TEST_F(HelperSync, RequireMountRefusesADirectoryThatIsNoMountPoint) {
 }
 
 TEST(HelperMountProblem, DecidesFromTheLastSyncAndTheTargetNow) {
-    const std::filesystem::path esp = "/boot/efi";
-    HelperMount mounted{true, "4d44:0000000100000002"};
-    HelperMount bare{false, "ef53:0000000300000004"};
+    const HelperTarget esp{"/boot/efi", false, {}, {}, {}};
+    HelperTarget esp_required = esp;
+    esp_required.require_mount = true;
+    HelperMount mounted{true, "4d44:0000000100000002", "/"};
+    HelperMount bare{false, "ef53:0000000300000004", ""};
     Bootstamp was_mounted;
     was_mounted.generation = 7;
     was_mounted.mount_root = true;
@@ -238,23 +240,67 @@ TEST(HelperMountProblem, DecidesFromTheLastSyncAndTheTargetNow) {
     old_stamp.mount_root.reset();
     old_stamp.filesystem.clear();
 
-    EXPECT_EQ(helper_mount_problem(esp, mounted, was_mounted, false, true, false), "");
-    EXPECT_EQ(helper_mount_problem(esp, bare, was_mounted, false, false, false),
+    EXPECT_EQ(helper_mount_problem(esp, mounted, was_mounted, true, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, was_mounted, false, false),
               "not mounted? /boot/efi was a mount point at the last sync (generation 7) and is not one now");
     // --force never writes into a bare mount-point directory.
-    EXPECT_NE(helper_mount_problem(esp, bare, was_mounted, false, true, true), "");
-    EXPECT_EQ(helper_mount_problem(esp, bare, was_bare, false, false, false), "");
-    EXPECT_EQ(helper_mount_problem(esp, bare, old_stamp, false, false, false), "");
-    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, false, false, false), "");
-    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, true, false, false),
+    EXPECT_NE(helper_mount_problem(esp, bare, was_mounted, true, true), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, was_bare, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, old_stamp, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp_required, bare, std::nullopt, false, false),
               "not mounted? /boot/efi is not a mount point (require_mount = true in the host config)");
-    EXPECT_EQ(helper_mount_problem(esp, mounted, std::nullopt, true, false, false), "");
+    EXPECT_EQ(helper_mount_problem(esp_required, mounted, std::nullopt, false, false), "");
     // Another file system mounted there: fine if it carries our slots (the
     // same disk under another device number), an error if not, unless forced.
-    HelperMount other{true, "ef53:0000000500000006"};
-    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, true, false), "");
-    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, false, false).rfind("not mounted? /boot/efi is another file system", 0), 0u);
-    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, false, true), "");
+    HelperMount other{true, "ef53:0000000500000006", "/"};
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, true, false), "");
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, false).rfind("not mounted? /boot/efi is another file system", 0), 0u);
+    EXPECT_EQ(helper_mount_problem(esp, other, was_mounted, false, true), "");
+    // A bind mount of a subdirectory is a mount point: without boot entries it may be a helper.
+    HelperMount bound{true, mounted.filesystem, "/sub"};
+    EXPECT_EQ(helper_mount_problem(esp, bound, std::nullopt, false, false), "");
+}
+
+// Boot entries name /volwatch/slot-S/... from the root of the partition the
+// boot loader reads: a target that is not that root is refused, whatever
+// the stamp, the slots or --force say.
+TEST(HelperMountProblem, BootEntriesNeedTheRootOfAFileSystem) {
+    HelperTarget esp{"/srv/esp", false, {}, {}, BootEntryConfig{}};
+    esp.entry->linux_file = "boot/vmlinuz";
+    HelperMount root{true, "4d44:0000000100000002", "/"};
+    HelperMount bare{false, "ef53:0000000300000004", ""};
+    HelperMount bound{true, "ef53:0000000300000004", "/sub"};
+    HelperMount unknown{true, "ef53:0000000300000004", ""};
+    Bootstamp was_bound;
+    was_bound.generation = 2;
+    was_bound.mount_root = true;
+    was_bound.filesystem = bound.filesystem;
+    for (bool force : {false, true}) {
+        for (bool has_slot : {false, true}) {
+            EXPECT_EQ(helper_mount_problem(esp, root, std::nullopt, has_slot, force), "");
+            EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, has_slot, force),
+                      "boot entries need the root of the partition the boot loader reads: /srv/esp is not a mount point "
+                      "([helpers.entry] in the host config)");
+            EXPECT_EQ(helper_mount_problem(esp, bound, was_bound, has_slot, force),
+                      "boot entries need the root of the partition the boot loader reads: /srv/esp is a bind mount of /sub of "
+                      "its file system, not of its root ([helpers.entry] in the host config)");
+            EXPECT_EQ(helper_mount_problem(esp, unknown, std::nullopt, has_slot, force),
+                      "boot entries need the root of the partition the boot loader reads: cannot find the mount at /srv/esp in "
+                      "/proc/thread-self/mountinfo ([helpers.entry] in the host config)");
+        }
+    }
+    // A root with a line break (mountinfo's \012, decoded) stays on one line.
+    HelperMount odd{true, root.filesystem, "/a\nb"};
+    EXPECT_NE(helper_mount_problem(esp, odd, std::nullopt, false, false).find("is a bind mount of /a\\nb of its file system"),
+              std::string::npos);
+    // The reasons the target gave before boot entries still come first.
+    esp.require_mount = true;
+    EXPECT_EQ(helper_mount_problem(esp, bare, std::nullopt, false, false),
+              "not mounted? /srv/esp is not a mount point (require_mount = true in the host config)");
+    esp.require_mount = false;
+    EXPECT_EQ(helper_mount_problem(esp, bare, was_bound, false, false),
+              "not mounted? /srv/esp was a mount point at the last sync (generation 2) and is not one now");
 }
 
 TEST(Bootstamp, KeepsTheMountStateAndReadsOldStampsWithoutIt) {

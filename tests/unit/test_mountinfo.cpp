@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -380,4 +381,50 @@ TEST_F(MountinfoTest, ProcMountTableSeesRealOddMounts) {
         return 0;
     });
     EXPECT_EQ(status, 0);
+}
+
+// ------------------------------------------------------------------ find_mount
+
+TEST_F(MountinfoTest, FindMountFindsTheMountAtAPath) {
+    auto proc = find_mount("/proc", ProcMountTable(thread_mountinfo));
+    ASSERT_TRUE(proc.has_value());
+    EXPECT_EQ(proc->mount_point, "/proc");
+    EXPECT_EQ(proc->fs_type, "proc");
+    auto root = find_mount("/", ProcMountTable(thread_mountinfo));
+    ASSERT_TRUE(root.has_value());
+    EXPECT_EQ(root->mount_point, "/");
+    EXPECT_FALSE(find_mount(dir() / "missing", ProcMountTable(thread_mountinfo)).has_value());
+    EXPECT_FALSE(find_mount("/proc", ProcMountTable((dir() / "no-table").string())).has_value());
+}
+
+// A bind mount of a subdirectory has that subdirectory as its root; one of
+// the whole file system has "/". Found in the mount namespace of the calling
+// thread, which a thread may have unshared on its own (helper_device.cpp):
+// the process's table (/proc/self) does not show its mounts.
+TEST_F(MountinfoTest, FindMountSeesBindMountRootsInTheThreadsOwnNamespace) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount in a private mount namespace";
+    fs::path fs_dir = dir() / "fs";
+    fs::path whole = dir() / "whole";
+    fs::path part = dir() / "part";
+    for (const auto& path : {fs_dir, whole, part}) fs::create_directories(path);
+    int status = -1;
+    std::thread worker([&] {
+        status = [&] {
+            if (::unshare(CLONE_NEWNS) != 0) return 100;
+            if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return 101;
+            if (::mount("tmpfs", fs_dir.c_str(), "tmpfs", 0, "size=1m") != 0) return 102;
+            fs::create_directories(fs_dir / "sub");
+            if (::mount(fs_dir.c_str(), whole.c_str(), nullptr, MS_BIND, nullptr) != 0) return 103;
+            if (::mount((fs_dir / "sub").c_str(), part.c_str(), nullptr, MS_BIND, nullptr) != 0) return 104;
+            auto a = find_mount(whole, ProcMountTable(thread_mountinfo));
+            if (!a || a->root != "/" || a->fs_type != "tmpfs" || a->mount_point != whole.string()) return 10;
+            auto b = find_mount(part, ProcMountTable(thread_mountinfo));
+            if (!b || b->root != "/sub" || b->mount_point != part.string()) return 11;
+            if (find_mount(part, ProcMountTable()).has_value()) return 12;  // the process's namespace has no such mount
+            return 0;
+        }();
+    });  // the thread's namespace, and its mounts, end with it
+    worker.join();
+    EXPECT_EQ(status, 0);
+    EXPECT_TRUE(fs::is_empty(part));
 }

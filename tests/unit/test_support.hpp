@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sched.h>
 #include <string>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
@@ -121,6 +123,45 @@ public:
 private:
     const char* name_;
     std::optional<std::string> old_;
+};
+
+// A tmpfs mounted on `dir` for one test, in a mount namespace of the calling
+// thread's own: no other process sees it, and when the test ends the thread
+// goes back to its namespace (and working directory), taking the mount with
+// the private namespace, so nothing stays mounted even if the test fails.
+// Needs root; error() says why it could not be set up ("" when it is).
+class PrivateTmpfs {
+public:
+    explicit PrivateTmpfs(const std::filesystem::path& dir) {
+        host_ns_ = ::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+        cwd_ = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (host_ns_ < 0 || cwd_ < 0) {
+            error_ = "cannot open this thread's mount namespace or working directory";
+            return;
+        }
+        if (::unshare(CLONE_NEWNS) != 0) {
+            error_ = "unshare(CLONE_NEWNS) failed (needs root)";
+            return;
+        }
+        entered_ = true;
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+            ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=16m") != 0)
+            error_ = "cannot mount a tmpfs on " + dir.string();
+    }
+    ~PrivateTmpfs() {
+        if (entered_ && ::setns(host_ns_, CLONE_NEWNS) == 0) (void)::fchdir(cwd_);  // setns moves to the root
+        if (host_ns_ >= 0) ::close(host_ns_);
+        if (cwd_ >= 0) ::close(cwd_);
+    }
+    PrivateTmpfs(const PrivateTmpfs&) = delete;
+    PrivateTmpfs& operator=(const PrivateTmpfs&) = delete;
+    [[nodiscard]] const std::string& error() const { return error_; }
+
+private:
+    int host_ns_ = -1;
+    int cwd_ = -1;
+    bool entered_ = false;
+    std::string error_;
 };
 
 }  // namespace volwatch::testing

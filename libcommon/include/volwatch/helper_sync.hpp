@@ -64,6 +64,7 @@ struct HelperSyncOptions {
 /// config's helper files, recording in the bootstamp whether the target was
 /// a mount point and its file system. Refuses (leaving the helper and the
 /// directory under it untouched) when the target is missing, not mounted
+/// or, with boot entries, not the root of its file system
 /// (helper_mount_problem; --force allows only a new file system) or lacks
 /// room for the new set beside the live one.
 [[nodiscard]] HelperSyncResult sync_helper(int root_fd, const Volume& volume, const VolumeConfig& config,

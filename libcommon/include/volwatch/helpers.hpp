@@ -53,20 +53,16 @@ struct Bootstamp {
 struct HelperMount {
     bool mount_root = false;
     std::string filesystem;  // "<f_type>:<f_fsid>" in hex, from statfs(2)
+    /// Of a mount root: the directory of its file system mounted there, as
+    /// mountinfo's root field ("/" the whole file system, "/sub" a bind
+    /// mount of a subdirectory); "" when not a mount root or not found.
+    std::string fs_root;
 };
 /// Probes `target` (triggering an automount, as a copy would). Mount roots
 /// come from statx STATX_ATTR_MOUNT_ROOT, else from st_dev differing from
-/// the parent's. nullopt when the target cannot be examined.
+/// the parent's; fs_root from this thread's mountinfo (find_mount). nullopt
+/// when the target cannot be examined.
 [[nodiscard]] std::optional<HelperMount> probe_helper_mount(const std::filesystem::path& target);
-
-/// Why helper `target` must not be used now, beginning "not mounted?", or ""
-/// when it may: it is not a mount point although `require_mount` is set or it
-/// was one at the last sync (`stamp`), or it is another file system than at
-/// the last sync and holds no volwatch slot (`has_slot`) unless
-/// `allow_new_filesystem` (vrebuild --force: a replaced disk).
-[[nodiscard]] std::string helper_mount_problem(const std::filesystem::path& target, const HelperMount& now,
-                                               const std::optional<Bootstamp>& stamp, bool require_mount, bool has_slot,
-                                               bool allow_new_filesystem);
 
 struct HelperManifest {
     std::string volume;
@@ -103,6 +99,16 @@ struct HelperTarget {
     std::string stamp_key;       // keys the bootstamp instead of `path` (a device target's spec while it is mounted)
     std::optional<BootEntryConfig> entry;  // [helpers.entry]: boot loader entries written at each switch
 };
+
+/// Why `helper` (at its path) must not be used now, or "" when it may. It is
+/// not a mount point although require_mount is set or it was one at the last
+/// sync (`stamp`), or it is another file system than at the last sync and
+/// holds no volwatch slot (`has_slot`) unless `allow_new_filesystem`
+/// (vrebuild --force: a replaced disk): "not mounted? ...". With boot entries
+/// (helper.entry), it is not the root of its file system, which no option
+/// overrides: "boot entries need the root of the partition ...".
+[[nodiscard]] std::string helper_mount_problem(const HelperTarget& helper, const HelperMount& now, const std::optional<Bootstamp>& stamp,
+                                               bool has_slot, bool allow_new_filesystem);
 
 /// What keys the bootstamp of `target`: its stamp_key, else its path.
 [[nodiscard]] inline std::filesystem::path stamp_identity(const HelperTarget& target) {

@@ -2,6 +2,8 @@
 // eligible volumes (DESIGN §6: local, writable, not a pseudo file system).
 #pragma once
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -55,5 +57,14 @@ public:
 private:
     std::string path_;
 };
+
+/// The mount table of the calling thread's mount namespace, which differs
+/// from the process's in a thread that unshared its own (helper_device.cpp).
+inline constexpr const char* thread_mountinfo = "/proc/thread-self/mountinfo";
+
+/// The mount `path` is on, in `mounts`: found by its mount id (statx
+/// STATX_MNT_ID), else (before Linux 5.8) as the last mount on `path`
+/// itself, resolved, which finds mount points only; nullopt when not found.
+[[nodiscard]] std::optional<MountEntry> find_mount(const std::filesystem::path& path, const MountTable& mounts);
 
 }  // namespace volwatch
