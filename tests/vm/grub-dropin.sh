@@ -36,6 +36,9 @@ vw_report entries "$(grep -c '^menuentry ' /run/dropin.cfg)"
 vw_report targets "$(grep -o 'from volwatch helper [^'\'']*' /run/dropin.cfg | sed 's/from volwatch helper //' | tr '\n' ' ')"
 # update-grub is grub2-common's "grub-mkconfig -o /boot/grub/grub.cfg"; the
 # output goes to /run here, so nothing of the machine's own boot changes.
+# /boot/grub is made by grub-install on a machine that boots GRUB (this one
+# boots a standalone GRUB from the ESP), and 05_debian_theme fails without it.
+mkdir -p /boot/grub
 rc=0; grub-mkconfig -o /run/mkconfig.cfg >/run/mkconfig.err 2>&1 || rc=$?
 sed 's/^/VWLOG grub-mkconfig: /' /run/mkconfig.err >&3
 vw_report mkconfig-exit "$rc"
